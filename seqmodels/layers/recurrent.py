@@ -1,0 +1,338 @@
+"""The one time loop: :class:`Recurrent` runs any cell over a batch of variable-length sequences.
+
+Forward, for a batch sorted by length (longest first) so that the sequences still running at step t
+are the first ``n_t`` rows::
+
+    G[t] = W_x x<t> + b                 for all t at once: one GEMM before the loop
+    for t = 0 .. T-1:  cell.step(t, n_t)  (only a<t-1> @ W_aᵀ per step)
+
+Backward runs the loop in reverse, writing each step's pre-activation gradients into ``dz[t]``; the
+input gradient ``dx = dz W_x``, ``dW_x = Σ dzᵀ x`` and the recurrent weight gradients are each one
+GEMM after the loop. A sequence that has ended keeps its state untouched, which makes its final state
+the state at its own last step; padded outputs are zero and padded positions never reach a gradient.
+``reverse=True`` reads every sequence backwards within its own length (the backward half of a
+bidirectional layer).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..cells.base import Cell
+from ..cells.gru import GRUCell
+from ..cells.lstm import LSTMCell
+from ..cells.rnn import RNNCell
+from ..core.errors import ConfigError, ShapeError, check_positive_int
+from ..core.init import as_generator, init_recurrent_block
+from ..core.params import ParamDict
+from .base import Layer, check_lengths, check_sequence, check_state_array, resolve_dtype
+
+
+class LSTMState(NamedTuple):
+    """State of an LSTM: hidden ``a`` and cell ``c``, each (B, H)."""
+
+    a: np.ndarray
+    c: np.ndarray
+
+
+class RecurrentCache(NamedTuple):
+    order: np.ndarray        # batch row i of the sorted batch is row order[i] of the input
+    tidx: np.ndarray | None  # (T, B) time index read at step t (reverse within length), None = identity
+    lengths: np.ndarray      # sorted lengths
+    sizes: np.ndarray        # n_t: rows still running at step t
+    x: np.ndarray            # (T_run, B, D) sorted, time-major input
+    buf: object              # the cell's buffers
+    steps: int               # T of the input
+    run: int                 # T_run = longest length
+
+
+class Recurrent(Layer):
+    """A recurrent layer: ``cell`` unrolled over time with lengths, reverse and BPTT.
+
+    Use the named subclasses :class:`RNN`, :class:`GRU` and :class:`LSTM`.
+    """
+
+    kind = "recurrent"
+
+    def __init__(self, cell: Cell, *, dtype=np.float32, seed=None, init: str = "default",
+                 init_scale: float = 1.0, reverse: bool = False):
+        super().__init__()
+        self.cell = cell
+        self.dtype = resolve_dtype(dtype)
+        self.reverse = bool(reverse)
+        self.input_size = cell.input_size
+        self.hidden_size = cell.hidden_size
+        H, D, G = cell.hidden_size, cell.input_size, cell.num_gates
+        rng = as_generator(seed)
+        self._W = np.concatenate(
+            [init_recurrent_block(rng, init, H, D, self.dtype, init_scale) for _ in range(G)], axis=0)
+        self._b = np.zeros(G * H, dtype=self.dtype)
+        self._dW = np.zeros_like(self._W)
+        self._db = np.zeros_like(self._b)
+        extra = {k: np.zeros(s, dtype=self.dtype) for k, s in cell.extra_params().items()}
+        dextra = {k: np.zeros_like(v) for k, v in extra.items()}
+        cell.bind(self._W, self._b, extra, self._dW, self._db, dextra)
+        params, grads = {}, {}
+        for gate in cell.gates:
+            rows = cell.block(gate)
+            params[f"W_{gate}"], grads[f"W_{gate}"] = self._W[rows], self._dW[rows]
+        for gate in cell.gates:
+            rows = cell.block(gate)
+            params[f"b_{gate}"], grads[f"b_{gate}"] = self._b[rows], self._db[rows]
+        params.update(extra)
+        grads.update(dextra)
+        self.params, self.grads = ParamDict(params), ParamDict(grads)
+
+    # ------------------------------------------------------------------ views
+    @property
+    def W_h(self) -> np.ndarray:
+        """The recurrent half of the fused weight, ``W[:, :H]`` (a view)."""
+        return self._W[:, : self.hidden_size]
+
+    @property
+    def W_x(self) -> np.ndarray:
+        """The input half of the fused weight, ``W[:, H:]`` (a view)."""
+        return self._W[:, self.hidden_size:]
+
+    def config(self) -> dict:
+        """Constructor arguments (JSON-able) that rebuild this layer's shape."""
+        raise NotImplementedError
+
+    def make_reverse(self, seed=None) -> "Recurrent":
+        """A new, independently initialised layer of the same configuration reading time backwards."""
+        cfg = dict(self.config(), reverse=not self.reverse)
+        return type(self)(**cfg, dtype=self.dtype, seed=seed)
+
+    # ---------------------------------------------------------------- helpers
+    def zero_state(self, batch: int):
+        z = np.zeros((batch, self.hidden_size), dtype=self.dtype)
+        return LSTMState(z, z.copy()) if len(self.cell.state_names) == 2 else z
+
+    def _split_state(self, state, batch: int, name: str) -> tuple:
+        """State (batch-first) -> tuple of (B, H) arrays in ``cell.state_names`` order."""
+        names = self.cell.state_names
+        if state is None:
+            return tuple(None for _ in names)
+        if len(names) == 1:
+            if isinstance(state, tuple):
+                raise ShapeError(f"{name}: expected one (B, H) array for a {type(self).__name__}, got a tuple")
+            return (check_state_array(state, batch, self.hidden_size, self.dtype, name),)
+        if not isinstance(state, tuple) or len(state) != 2:
+            raise ShapeError(f"{name}: expected an (a, c) pair (LSTMState) for an LSTM, got {type(state).__name__}")
+        return tuple(None if s is None else check_state_array(s, batch, self.hidden_size, self.dtype,
+                                                               f"{name}.{n}")
+                     for s, n in zip(state, names))
+
+    def _join_state(self, parts):
+        return LSTMState(*parts) if len(parts) == 2 else parts[0]
+
+    @staticmethod
+    def _time_index(lengths: np.ndarray, steps: int) -> np.ndarray:
+        """(T, B): time read at step t — len-1-t within the length, t itself in the padding."""
+        t = np.arange(steps)[:, None]
+        return np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, x, lengths=None, state=None):
+        """Run the layer over a batch.
+
+        Args:
+            x: (B, T, D) inputs.
+            lengths: (B,) ints in [0, T], or None for all T.
+            state: initial state (B, H) — for an LSTM an ``(a, c)`` pair — or None for zeros.
+
+        Returns:
+            out (B, T, H) — zero past each length —, the final state (each row's state at its own last
+            step), and the cache for :meth:`backward`.
+        """
+        x = check_sequence(x, self.input_size, self.dtype)
+        B, T, _ = x.shape
+        lengths = check_lengths(lengths, B, T)
+        init = self._split_state(state, B, "state")
+        cell = self.cell
+        order = np.argsort(-lengths, kind="stable")
+        slen = lengths[order]
+        run = int(slen[0]) if B else 0
+        sizes = np.searchsorted(-slen, -np.arange(run), side="left")   # n_t = #{len > t}
+        if self.reverse:
+            tidx = self._time_index(slen, T)[:run]
+            xs = x[order[None, :], tidx]                                # (run, B, D)
+        else:
+            tidx = None
+            xs = np.ascontiguousarray(x[order, :run].transpose(1, 0, 2))
+        buf = cell.alloc(run, B, self.dtype)
+        for name, s0 in zip(cell.state_names, init):
+            if s0 is not None:
+                getattr(buf, name)[0] = s0[order]
+        if run:
+            G = buf.G.reshape(run * B, -1)
+            np.matmul(xs.reshape(run * B, -1), self.W_x.T, out=G)     # W_x x<t> for all t: one GEMM
+            G += self._b
+            W_h = self.W_h
+            for t in range(run):
+                cell.step(t, int(sizes[t]), buf, W_h)
+        out = np.zeros((B, T, self.hidden_size), dtype=self.dtype)
+        if run:
+            a_run = buf.a[1:]
+            if self.reverse:
+                out[order[None, :], tidx] = a_run
+            else:
+                out[order, :run] = a_run.transpose(1, 0, 2)
+        cols = np.arange(B)
+        final = []
+        for name in cell.state_names:
+            s = np.empty((B, self.hidden_size), dtype=self.dtype)
+            s[order] = getattr(buf, name)[slen, cols]                # state at each row's last step
+            final.append(s)
+        cache = RecurrentCache(order, tidx, slen, sizes, xs, buf, T, run)
+        return out, self._join_state(final), cache
+
+    # --------------------------------------------------------------- backward
+    def backward(self, dout, cache: RecurrentCache, dstate=None):
+        """Backpropagation through time; accumulates into ``grads``.
+
+        Args:
+            dout: (B, T, H) gradient w.r.t. the outputs (None for zeros; padded positions ignored).
+            dstate: gradient w.r.t. the final state (same structure as the state), or None.
+
+        Returns:
+            dx (B, T, D) and the gradient w.r.t. the initial state.
+        """
+        cell = self.cell
+        order, tidx, slen, sizes, xs, buf, T, run = cache
+        B = order.shape[0]
+        H = self.hidden_size
+        if dout is not None:
+            dout = np.asarray(dout, dtype=self.dtype)
+            if dout.shape != (B, T, H):
+                raise ShapeError(f"dout: expected shape {(B, T, H)}, got {dout.shape}")
+        carry = []
+        for part in self._split_state(dstate, B, "dstate"):
+            carry.append(np.zeros((B, H), self.dtype) if part is None else part[order].astype(self.dtype))
+        dx = np.zeros((B, T, self.input_size), dtype=self.dtype)
+        if run:
+            if dout is None:
+                dout_t = None
+            elif self.reverse:
+                dout_t = dout[order[None, :], tidx]
+            else:
+                dout_t = dout[order, :run].transpose(1, 0, 2)
+            dz = np.zeros((run, B, cell.num_gates * H), dtype=self.dtype)
+            W_h = self.W_h
+            for t in range(run - 1, -1, -1):
+                n = int(sizes[t])
+                d = [c[:n] for c in carry]
+                if dout_t is not None:
+                    d[0] = d[0] + dout_t[t, :n]
+                new = cell.step_back(t, n, buf, W_h, d, dz[t, :n])
+                for c, v in zip(carry, new):
+                    c[:n] = v
+            flat = dz.reshape(run * B, -1)
+            self._dW[:, H:] += flat.T @ xs.reshape(run * B, -1)         # Σ_t dz<t> x<t>ᵀ
+            self._db += flat.sum(axis=0)
+            cell.recurrent_grads(buf, dz, run)
+            dxs = (flat @ self.W_x).reshape(run, B, -1)
+            if self.reverse:
+                dx[order[None, :], tidx] = dxs
+            else:
+                dx[order, :run] = dxs.transpose(1, 0, 2)
+        d0 = []
+        for c in carry:
+            s = np.empty_like(c)
+            s[order] = c
+            d0.append(s)
+        return dx, self._join_state(d0)
+
+
+class RNN(Recurrent):
+    """The basic RNN: ``a<t> = g(W_aa a<t-1> + W_ax x<t> + b_a)`` with g = tanh or ReLU.
+
+    ``init="identity"`` with ``activation="relu"`` is the IRNN recipe (W_aa = I, zero bias).
+
+    >>> import numpy as np, seqmodels as sm
+    >>> rnn = sm.RNN(3, 5, seed=0)
+    >>> out, a_T, cache = rnn.forward(np.ones((2, 4, 3), np.float32))
+    >>> out.shape, a_T.shape, sorted(rnn.params)
+    ((2, 4, 5), (2, 5), ['W_a', 'b_a'])
+    """
+
+    kind = "rnn"
+
+    def __init__(self, input_size: int, hidden_size: int, activation: str = "tanh", *, init: str = "default",
+                 init_scale: float = 1.0, dtype=np.float32, seed=None, reverse: bool = False):
+        input_size = check_positive_int("input_size", input_size)
+        hidden_size = check_positive_int("hidden_size", hidden_size)
+        self.activation, self.init = activation, init
+        super().__init__(RNNCell(input_size, hidden_size, activation), dtype=dtype, seed=seed, init=init,
+                         init_scale=init_scale, reverse=reverse)
+        self.init_scale = init_scale
+
+    def config(self) -> dict:
+        return dict(input_size=self.input_size, hidden_size=self.hidden_size, activation=self.activation,
+                    init=self.init, init_scale=self.init_scale, reverse=self.reverse)
+
+
+class GRU(Recurrent):
+    """The GRU of the notes (``variant="full"``), its simplified form, or PyTorch's ``reset_after``.
+
+    >>> import numpy as np, seqmodels as sm
+    >>> sorted(sm.GRU(3, 5, seed=0).params)
+    ['W_c', 'W_r', 'W_u', 'b_c', 'b_r', 'b_u']
+    """
+
+    kind = "gru"
+
+    def __init__(self, input_size: int, hidden_size: int, variant: str = "full", reset_after: bool = False, *,
+                 init: str = "default", dtype=np.float32, seed=None, reverse: bool = False):
+        input_size = check_positive_int("input_size", input_size)
+        hidden_size = check_positive_int("hidden_size", hidden_size)
+        self.variant, self.reset_after, self.init = variant, reset_after, init
+        super().__init__(GRUCell(input_size, hidden_size, variant, reset_after), dtype=dtype, seed=seed,
+                         init=init, reverse=reverse)
+
+    def config(self) -> dict:
+        return dict(input_size=self.input_size, hidden_size=self.hidden_size, variant=self.variant,
+                    reset_after=self.reset_after, init=self.init, reverse=self.reverse)
+
+
+class LSTM(Recurrent):
+    """The LSTM of the notes; ``peephole=True`` lets Γu, Γf, Γo see ``c<t-1>`` element-wise.
+
+    ``forget_bias`` initialises ``b_f`` (1.0 by default, so the cell remembers from the start).
+
+    >>> import numpy as np, seqmodels as sm
+    >>> lstm = sm.LSTM(3, 5, seed=0)
+    >>> out, (a_T, c_T), cache = lstm.forward(np.ones((2, 4, 3), np.float32), lengths=np.array([4, 2]))
+    >>> bool(np.all(out[1, 2:] == 0)), np.allclose(a_T[1], out[1, 1])
+    (True, True)
+    """
+
+    kind = "lstm"
+
+    def __init__(self, input_size: int, hidden_size: int, peephole: bool = False, *, forget_bias: float = 1.0,
+                 init: str = "default", dtype=np.float32, seed=None, reverse: bool = False):
+        input_size = check_positive_int("input_size", input_size)
+        hidden_size = check_positive_int("hidden_size", hidden_size)
+        self.peephole, self.forget_bias, self.init = bool(peephole), float(forget_bias), init
+        super().__init__(LSTMCell(input_size, hidden_size, peephole), dtype=dtype, seed=seed, init=init,
+                         reverse=reverse)
+        self.params["b_f"][...] = self.forget_bias
+
+    def config(self) -> dict:
+        return dict(input_size=self.input_size, hidden_size=self.hidden_size, peephole=self.peephole,
+                    forget_bias=self.forget_bias, init=self.init, reverse=self.reverse)
+
+
+RECURRENT_LAYERS = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
+
+
+def make_recurrent(kind: str, input_size: int, hidden_size: int, **kwargs) -> Recurrent:
+    """Build a recurrent layer by name: ``"rnn"``, ``"gru"`` or ``"lstm"``."""
+    try:
+        cls = RECURRENT_LAYERS[kind]
+    except KeyError:
+        options = ", ".join(repr(k) for k in RECURRENT_LAYERS)
+        raise ConfigError(f"cell: expected one of {options}, got {kind!r}") from None
+    return cls(input_size, hidden_size, **kwargs)
