@@ -1,0 +1,22 @@
+"""seqmodels — recurrent sequence models (RNN, GRU, LSTM) with hand-written backpropagation through time.
+
+>>> import numpy as np, seqmodels as sm
+>>> lstm = sm.LSTM(input_size=8, hidden_size=16, seed=0)
+>>> out, (a, c), cache = lstm.forward(np.zeros((4, 7, 8), np.float32))
+>>> out.shape
+(4, 7, 16)
+"""
+
+from ._version import __version__
+from .core.errors import (CheckpointError, ConfigError, DataError, DTypeError, NonFiniteError, SeqModelsError,
+                          ShapeError)
+from .core.params import ParamDict
+from .layers import (GRU, LSTM, RNN, Bidirectional, BiState, Dense, Embedding, Layer, LSTMState, Recurrent,
+                     Stack, make_recurrent)
+
+__all__ = [
+    "__version__", "RNN", "GRU", "LSTM", "LSTMState", "Recurrent", "Bidirectional", "BiState", "Stack",
+    "Dense", "Embedding", "Layer", "ParamDict", "make_recurrent",
+    "SeqModelsError", "ConfigError", "ShapeError", "DTypeError", "DataError", "CheckpointError",
+    "NonFiniteError",
+]

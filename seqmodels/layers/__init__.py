@@ -1,0 +1,11 @@
+"""Layers that follow the contract of design.md §2 (see :mod:`seqmodels.layers.base`)."""
+
+from .base import Layer
+from .bidirectional import Bidirectional, BiState
+from .dense import Dense
+from .embedding import Embedding
+from .recurrent import GRU, LSTM, RNN, LSTMState, Recurrent, make_recurrent
+from .stack import Stack
+
+__all__ = ["Layer", "Recurrent", "RNN", "GRU", "LSTM", "LSTMState", "Bidirectional", "BiState", "Stack",
+           "Dense", "Embedding", "make_recurrent"]
