@@ -36,7 +36,7 @@ Example:
     >>> lm.prob("b", ["a"])
     0.3333333333333333
     >>> round(NGramLM(3).fit([list("abracadabra")]).perplexity("abra"), 4)
-    3.0617
+    1.4267
 """
 
 from __future__ import annotations
@@ -224,8 +224,8 @@ class NGramLM:
                 counts[np.searchsorted(keys, sk)] = sc
             n_ctx = len(self._ctx_keys[m - 1])
             owner = keys // V
-            total = np.bincount(owner, weights=counts, minlength=n_ctx)
-            types = np.bincount(owner, minlength=n_ctx).astype(np.float64)  # every stored count is > 0
+            total = np.bincount(owner, weights=counts, minlength=max(n_ctx, 1))
+            types = np.bincount(owner, minlength=max(n_ctx, 1)).astype(np.float64)  # every stored count is > 0
             self._orders.append(_Order(keys, counts, total, types))
             self._discounts.append(self._estimate_discount(counts))
 
@@ -342,8 +342,8 @@ class NGramLM:
         """Next-token distribution after ``context``: (vocabulary tokens, (V,) float64 probabilities)."""
         return self.vocab, self._distribution_ids(self._fitted()._context_row(context))
 
-    def sample(self, max_len: int, seed: int | np.random.Generator | None = None, prime: Sequence[Hashable] | None = None,
-               stop_token: Hashable | None = "<EOS>", temperature: float = 1.0, reject_unk: bool = True,
+    def sample(self, max_len: int, seed: int | np.random.Generator | None = None,
+               prime: Sequence[Hashable] | None = None, stop_token: Hashable | None = "<EOS>", temperature: float = 1.0, reject_unk: bool = True,
                num: int = 1, include_stop: bool = False) -> list[list]:
         """Draw ``num`` sequences by ancestral sampling from the smoothed distribution.
 
