@@ -57,6 +57,9 @@ class Bidirectional(Layer):
             raise ConfigError("backward_layer: expected a layer with reverse=True")
         if (backward_layer.input_size, backward_layer.hidden_size) != (layer.input_size, layer.hidden_size):
             raise ConfigError("backward_layer: input and hidden sizes must match the forward layer")
+        if type(backward_layer) is not type(layer) or backward_layer.dtype != layer.dtype:
+            raise ConfigError(f"backward_layer: expected a {type(layer).__name__} of dtype {layer.dtype}, got a "
+                              f"{type(backward_layer).__name__} of dtype {backward_layer.dtype}")
         self.fwd, self.bwd = layer, backward_layer
         self.merge = merge
         self.dtype = layer.dtype
