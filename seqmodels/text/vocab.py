@@ -10,7 +10,7 @@ whole corpus runs at well over 50 MB/s; token lists go through a dict.
 (11, ['<PAD>', '<UNK>', '<EOS>', 'l', 'o'])
 >>> ids = v.encode("hello", add_eos=True)
 >>> ids.tolist(), v.decode(ids)
-([6, 7, 3, 3, 4, 2], 'hello')
+([5, 6, 3, 3, 4, 2], 'hello')
 """
 
 from __future__ import annotations
@@ -188,7 +188,11 @@ class Vocabulary:
             items = (self.tokenize(text_or_tokens) if isinstance(text_or_tokens, str)
                      else _as_token_list(text_or_tokens))
             get = self._index.get
-            ids = np.fromiter((get(t, -1) for t in items), dtype=np.int32, count=len(items))
+            try:
+                ids = np.fromiter((get(t, -1) for t in items), dtype=np.int32, count=len(items))
+            except TypeError:  # an unhashable item
+                ids = np.array([get(t, -1) if isinstance(t, str) else -1 for t in items],
+                               dtype=np.int32)
         bad = np.flatnonzero(ids < 0)
         if bad.size:
             wrong = next((i for i in bad.tolist() if not isinstance(items[i], str)), None)
@@ -219,19 +223,21 @@ class Vocabulary:
         if arr.ndim != 1:
             raise ShapeError(f"ids: expected a 1-D sequence, got shape {arr.shape}; decode rows "
                              "one at a time")
-        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        if arr.size == 0:
+            return ""
+        if not np.issubdtype(arr.dtype, np.integer):
             raise DTypeError(f"ids: expected integers, got dtype {arr.dtype}")
-        arr = arr.astype(np.int64, copy=False)
-        out = np.flatnonzero((arr < 0) | (arr >= len(self)))
-        if out.size:
-            raise DataError(f"ids[{out[0]}] = {arr[out[0]]} is out of range: expected ids in "
+        if (arr.min() < 0 or arr.max() >= len(self)):
+            out = np.flatnonzero((arr < 0) | (arr >= len(self)))[0]
+            raise DataError(f"ids[{out}] = {arr[out]} is out of range: expected ids in "
                             f"[0, {len(self)}) for this vocabulary")
         if stop_at_eos:
-            eos = np.flatnonzero(arr == self.eos_id)
-            arr = arr[: eos[0]] if eos.size else arr
-        if skip_specials:
-            arr = arr[arr >= len(SPECIAL_TOKENS)]
-        if self.level == "char" and (arr.size == 0 or arr.min() >= len(SPECIAL_TOKENS)):
+            first_eos = int(np.argmax(arr == self.eos_id))
+            arr = arr[:first_eos] if arr[first_eos] == self.eos_id else arr
+        has_specials = bool(arr.size) and arr.min() < len(SPECIAL_TOKENS)
+        if skip_specials and has_specials:
+            arr, has_specials = arr[arr >= len(SPECIAL_TOKENS)], False
+        if self.level == "char" and not has_specials:
             return self._char_tables()[1][arr].tobytes().decode("utf-32-le", "surrogatepass")
         sep = "" if self.level == "char" else " "
         return sep.join([self._tokens[i] for i in arr.tolist()])
@@ -340,17 +346,15 @@ class Vocabulary:
 
 
 def _as_token_list(tokens) -> list:
-    if isinstance(tokens, (bytes, np.ndarray)) and not (isinstance(tokens, np.ndarray)
-                                                        and tokens.dtype.kind == "U"):
-        raise DTypeError(f"text_or_tokens: expected a str or a sequence of str tokens, got "
-                         f"{type(tokens).__name__}; ids are decoded with vocab.decode(ids)")
+    message = (f"text_or_tokens: expected a str or a sequence of str tokens, got "
+               f"{type(tokens).__name__}; ids are turned back into text with vocab.decode(ids)")
+    if isinstance(tokens, (bytes, bytearray)) or (isinstance(tokens, np.ndarray)
+                                                  and tokens.dtype.kind != "U"):
+        raise DTypeError(message)
     try:
-        items = [t.item() if isinstance(t, np.str_) else t for t in tokens]
-        {}.get(items[0]) if items else None
+        return list(tokens)
     except TypeError:
-        raise DTypeError(f"text_or_tokens: expected a str or a sequence of str tokens, got "
-                         f"{type(tokens).__name__}") from None
-    return items
+        raise DTypeError(message) from None
 
 
 def _codepoint(tok) -> str:
