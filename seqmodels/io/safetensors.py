@@ -75,16 +75,26 @@ _ENTRY_KEYS = {"dtype", "shape", "data_offsets"}
 
 
 # ----------------------------------------------------------------------------------------- writing
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # lone surrogates
+        return False
+
+
 def _prepare(arrays: Mapping[str, np.ndarray]) -> list[tuple[str, str, np.ndarray]]:
     """Validate the arrays to write; return ``(name, dtype code, little-endian C array)`` triples."""
     if not isinstance(arrays, Mapping):
         raise DTypeError(f"arrays: expected a mapping of str to numpy.ndarray, got {type(arrays).__name__}")
     out = []
     for name, arr in arrays.items():
-        if not isinstance(name, str) or not name:
-            raise DTypeError(f"arrays: tensor names must be non-empty strings, got {name!r}")
+        if not isinstance(name, str) or not name or not _utf8(name):
+            raise DTypeError(f"arrays: tensor names must be non-empty UTF-8 strings, got {name!r}")
         if name == _METADATA:
             raise ConfigError(f"arrays: the name {_METADATA!r} is reserved by the safetensors format")
+        if isinstance(arr, np.generic):  # a NumPy scalar is stored as a 0-d tensor
+            arr = np.asarray(arr)
         if not isinstance(arr, np.ndarray):
             raise DTypeError(
                 f"arrays[{name!r}]: expected a numpy.ndarray, got {type(arr).__name__} "
@@ -104,7 +114,7 @@ def _check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     if metadata is None:
         return {}
     if not isinstance(metadata, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+        isinstance(k, str) and isinstance(v, str) and _utf8(k) and _utf8(v) for k, v in metadata.items()
     ):
         raise DTypeError(f"metadata: expected a dict of str to str, got {metadata!r}")
     return dict(metadata)
