@@ -12,6 +12,7 @@ import numpy as np
 from ..core.errors import DTypeError, ShapeError, check_positive_int
 from ..core.init import as_generator
 from ..core.params import ParamDict
+from ..core.scatter import scatter_add_rows
 from .base import Layer, check_lengths, resolve_dtype, time_mask
 
 
@@ -73,5 +74,5 @@ class Embedding(Layer):
         if self.padding_id is not None:
             keep = flat_ids != self.padding_id
             flat_ids, flat = flat_ids[keep], flat[keep]
-        np.add.at(self.grads["W_e"], flat_ids, flat)          # scatter-add: Σ over occurrences
+        scatter_add_rows(self.grads["W_e"], flat_ids, flat)   # scatter-add: Σ over occurrences
         return None, None

@@ -27,6 +27,7 @@ from ..cells.rnn import RNNCell
 from ..core.errors import ConfigError, ShapeError, check_positive_int
 from ..core.init import as_generator, init_recurrent_block
 from ..core.params import ParamDict
+from ..core.scatter import scatter_add_rows
 from .base import Layer, check_lengths, check_sequence, check_state_array, resolve_dtype
 
 
@@ -139,7 +140,8 @@ class Recurrent(Layer):
         """Run the layer over a batch.
 
         Args:
-            x: (B, T, D) inputs.
+            x: (B, T, D) inputs, or (B, T) integer ids meaning one-hot vectors of size D: the product
+                ``W_x o<w>`` is then the column lookup ``W_x[:, w]`` (no one-hot array is built).
             lengths: (B,) ints in [0, T], or None for all T.
             state: initial state (B, H) — for an LSTM an ``(a, c)`` pair — or None for zeros.
 
@@ -147,8 +149,9 @@ class Recurrent(Layer):
             out (B, T, H) — zero past each length —, the final state (each row's state at its own last
             step), and the cache for :meth:`backward`.
         """
-        x = check_sequence(x, self.input_size, self.dtype)
-        B, T, _ = x.shape
+        onehot = _is_ids(x)
+        x = self._check_ids(x) if onehot else check_sequence(x, self.input_size, self.dtype)
+        B, T = x.shape[:2]
         lengths = check_lengths(lengths, B, T)
         init = self._split_state(state, B, "state")
         cell = self.cell
@@ -158,17 +161,20 @@ class Recurrent(Layer):
         sizes = np.searchsorted(-slen, -np.arange(run), side="left")   # n_t = #{len > t}
         if self.reverse:
             tidx = self._time_index(slen, T)[:run]
-            xs = x[order[None, :], tidx]                                # (run, B, D)
+            xs = x[order[None, :], tidx]                                # (run, B, D) or (run, B) ids
         else:
             tidx = None
-            xs = np.ascontiguousarray(x[order, :run].transpose(1, 0, 2))
+            xs = np.ascontiguousarray(x[order, :run].swapaxes(0, 1))
         buf = cell.alloc(run, B, self.dtype)
         for name, s0 in zip(cell.state_names, init):
             if s0 is not None:
                 getattr(buf, name)[0] = s0[order]
         if run:
             G = buf.G.reshape(run * B, -1)
-            np.matmul(xs.reshape(run * B, -1), self.W_x.T, out=G)     # W_x x<t> for all t: one GEMM
+            if onehot:
+                np.take(self.W_x.T, xs.reshape(-1), axis=0, out=G)      # W_x o<w> = column w of W_x
+            else:
+                np.matmul(xs.reshape(run * B, -1), self.W_x.T, out=G)  # W_x x<t> for all t: one GEMM
             G += self._b
             W_h = self.W_h
             for t in range(run):
@@ -211,7 +217,8 @@ class Recurrent(Layer):
         carry = []
         for part in self._split_state(dstate, B, "dstate"):
             carry.append(np.zeros((B, H), self.dtype) if part is None else part[order].astype(self.dtype))
-        dx = np.zeros((B, T, self.input_size), dtype=self.dtype)
+        onehot = xs.ndim == 2
+        dx = None if onehot else np.zeros((B, T, self.input_size), dtype=self.dtype)
         if run:
             if dout is None:
                 dout_t = None
@@ -230,20 +237,58 @@ class Recurrent(Layer):
                 for c, v in zip(carry, new):
                     c[:n] = v
             flat = dz.reshape(run * B, -1)
-            self._dW[:, H:] += flat.T @ xs.reshape(run * B, -1)         # Σ_t dz<t> x<t>ᵀ
+            if onehot:
+                scatter_add_rows(self._dW[:, H:].T, xs.reshape(-1), flat)  # into the columns used
+            else:
+                self._dW[:, H:] += flat.T @ xs.reshape(run * B, -1)     # Σ_t dz<t> x<t>ᵀ
             self._db += flat.sum(axis=0)
             cell.recurrent_grads(buf, dz, run)
-            dxs = (flat @ self.W_x).reshape(run, B, -1)
-            if self.reverse:
-                dx[order[None, :], tidx] = dxs
-            else:
-                dx[order, :run] = dxs.transpose(1, 0, 2)
+            if not onehot:
+                dxs = (flat @ self.W_x).reshape(run, B, -1)
+                if self.reverse:
+                    dx[order[None, :], tidx] = dxs
+                else:
+                    dx[order, :run] = dxs.transpose(1, 0, 2)
         d0 = []
         for c in carry:
             s = np.empty_like(c)
             s[order] = c
             d0.append(s)
         return dx, self._join_state(d0)
+
+
+    def _check_ids(self, ids) -> np.ndarray:
+        ids = np.asarray(ids)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.input_size):
+            bad = ids[(ids < 0) | (ids >= self.input_size)][0]
+            raise ShapeError(f"x: token ids index one-hot vectors of size {self.input_size}; got id {int(bad)}")
+        return ids.astype(np.intp, copy=False)
+
+    # ------------------------------------------------------------- one step
+    def step(self, x_t, state=None):
+        """One time step for generation: x_t (B, D) — or (B,) ids, one-hot — and the state -> new state.
+
+        Forward only (no cache), for feeding samples back one at a time.
+        """
+        cell = self.cell
+        onehot = _is_ids(x_t)
+        x_t = self._check_ids(x_t) if onehot else np.asarray(x_t, dtype=self.dtype)
+        B = x_t.shape[0]
+        buf = cell.alloc(1, B, self.dtype)
+        for name, s0 in zip(cell.state_names, self._split_state(state, B, "state")):
+            if s0 is not None:
+                getattr(buf, name)[0] = s0
+        if onehot:
+            np.take(self.W_x.T, x_t, axis=0, out=buf.G[0])
+        else:
+            np.matmul(x_t, self.W_x.T, out=buf.G[0])
+        buf.G[0] += self._b
+        cell.step(0, B, buf, self.W_h)
+        return self._join_state([getattr(buf, name)[1] for name in cell.state_names])
+
+
+def _is_ids(x) -> bool:
+    return isinstance(x, np.ndarray) and x.dtype.kind in "iu" and x.ndim in (1, 2)
 
 
 class RNN(Recurrent):

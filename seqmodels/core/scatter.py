@@ -1,0 +1,31 @@
+"""Scatter-add of rows, the gradient of a row lookup (embeddings, one-hot inputs).
+
+``target[idx[n]] += values[n]`` for every n. For a small table the one-hot product
+``onehot(idx)ᵀ @ values`` is one GEMM; for a large one, rows are sorted by index and summed per index
+with ``np.add.reduceat`` (both are much faster than ``np.add.at``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ONEHOT_MAX_ROWS = 1024
+
+
+def scatter_add_rows(target: np.ndarray, idx: np.ndarray, values: np.ndarray) -> None:
+    """In place: ``target[idx[n], :] += values[n, :]`` (duplicates accumulate). target may be a view."""
+    idx = np.asarray(idx).reshape(-1)
+    if idx.size == 0:
+        return
+    values = values.reshape(idx.size, -1)
+    V = target.shape[0]
+    if V <= ONEHOT_MAX_ROWS and idx.size * V <= 64_000_000:
+        onehot = np.zeros((idx.size, V), dtype=values.dtype)
+        onehot[np.arange(idx.size), idx] = 1
+        target += onehot.T @ values
+        return
+    order = np.argsort(idx, kind="stable")
+    sorted_idx = idx[order]
+    starts = np.flatnonzero(np.r_[True, sorted_idx[1:] != sorted_idx[:-1]])
+    sums = np.add.reduceat(values[order], starts, axis=0)
+    target[sorted_idx[starts]] += sums

@@ -1,0 +1,101 @@
+"""What every model shares: parameters gathered from its layers, train/eval mode, checkpoints.
+
+A model is a few named layers (``embedding``, ``rnn``, ``head`` ...); its ``params``/``grads`` are their
+mappings under dotted prefixes, so the optimisers, clipping, checkpoints and gradient checks of the
+layers work on whole models unchanged. ``save(dir)`` writes a checkpoint (design.md: safetensors + JSON
+with config, vocabularies, step, optimiser and RNG state); ``load(dir)`` rebuilds the model from the
+config and checks every array's key, shape and dtype before using it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..core.errors import CheckpointError
+from ..core.params import ParamDict
+from ..io.checkpoint import check_arrays, load_checkpoint, save_checkpoint
+
+MODELS: dict[str, type["Model"]] = {}
+
+
+class Model:
+    """Base class of the models. Subclasses set ``kind``, build layers, then call :meth:`_register`."""
+
+    kind: ClassVar[str] = "model"
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if cls.kind != "model":
+            MODELS[cls.kind] = cls
+
+    def _register(self, **layers) -> None:
+        self._layers = {k: v for k, v in layers.items() if v is not None}
+        self.params = ParamDict.merged({k: v.params for k, v in self._layers.items()})
+        self.grads = ParamDict.merged({k: v.grads for k, v in self._layers.items()})
+        self.training = True
+
+    def zero_grad(self) -> None:
+        for g in self.grads.values():
+            g.fill(0)
+
+    def train(self, mode: bool = True) -> "Model":
+        self.training = mode
+        for layer in self._layers.values():
+            layer.train(mode)
+        return self
+
+    def eval(self) -> "Model":
+        return self.train(False)
+
+    def num_parameters(self) -> int:
+        return int(sum(p.size for p in self.params.values()))
+
+    # ----------------------------------------------------------------- config
+    def config(self) -> dict[str, Any]:  # pragma: no cover - interface
+        """JSON-able constructor arguments (everything except vocabularies)."""
+        raise NotImplementedError
+
+    def meta(self) -> dict[str, Any]:
+        """JSON-able extras needed to rebuild the model (vocabularies, label sets)."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict, meta: dict) -> "Model":  # pragma: no cover - interface
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ checkpoints
+    def save(self, directory, *, meta: dict | None = None, extra_arrays: dict | None = None) -> str:
+        """Write this model (and the given training state) as a checkpoint directory, atomically."""
+        arrays = {k: np.ascontiguousarray(v) for k, v in self.params.items()}
+        full_meta = dict(self.meta())
+        full_meta.update(meta or {})
+        return save_checkpoint(directory, arrays=arrays, meta=full_meta, kind=self.kind, config=self.config(),
+                               extra_arrays=extra_arrays)
+
+    @classmethod
+    def load(cls, directory, *, return_checkpoint: bool = False):
+        """Rebuild a model saved with :meth:`save`; strict key/shape/dtype checks name what is wrong."""
+        expected = None if cls is Model else cls.kind
+        ck = load_checkpoint(directory, expected_kind=expected)
+        model_cls = MODELS.get(ck.kind)
+        if model_cls is None:
+            raise CheckpointError(f"{directory}: unknown model kind {ck.kind!r}; known: {sorted(MODELS)}")
+        try:
+            model = model_cls.from_config(ck.config, ck.meta)
+        except CheckpointError:
+            raise
+        except (TypeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"{directory}: config/meta do not describe a valid {ck.kind}: {e}") from e
+        check_arrays(ck.arrays, {k: (v.shape, v.dtype) for k, v in model.params.items()}, directory)
+        for k, v in ck.arrays.items():
+            if not np.isfinite(v).all():
+                raise CheckpointError(f"{directory}: array {k!r} holds NaN or inf")
+            model.params[k] = v
+        return (model, ck) if return_checkpoint else model
+
+
+def load_model(directory):
+    """Load any model from its checkpoint directory (the kind is read from the checkpoint)."""
+    return Model.load(directory)

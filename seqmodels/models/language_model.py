@@ -1,0 +1,384 @@
+"""Recurrent language models: train on any text, score sentences, sample novel text.
+
+    x<1> = <EOS> (start),  x<t> = y<t-1>,   ŷ<t> = softmax(W_y a[L]<t> + b_y)
+    log P(y<1>, ..., y<Ty>) = Σ_t log ŷ<t>[y<t>]          (the notes' product of conditionals)
+    perplexity = exp(-(1/N) Σ log P)
+
+Text is split into lines; every line ends with ``<EOS>`` (a newline at character level). Two ways to
+train: ``mode="stream"`` treats the corpus as one long sequence cut into windows, carrying the state
+from window to window (truncated BPTT; for books), ``mode="lines"`` treats every line as its own
+sequence starting from a zero state (for lists of names or sentences), batched by length.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from ..core.errors import ConfigError, DataError, check_choice, check_positive_int, check_probability
+from ..core.functional import softmax_cross_entropy
+from ..core.init import as_generator
+from ..layers import Dense, Embedding, Stack, make_recurrent
+from ..sampling import check_temperature, sample_next
+from ..text import SequenceBatcher, StreamBatcher, Vocabulary
+from ..training.loop import History, TrainConfig, train
+from .base import Model
+
+CELLS = ("lstm", "gru", "rnn")
+MODES = ("stream", "lines")
+
+
+class LogProb(NamedTuple):
+    """``total`` = log P(sequence) (natural log); ``per_token`` log P(y<t> | y<1..t-1>) for each token."""
+
+    total: float
+    tokens: list
+    per_token: np.ndarray
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(-self.total / max(len(self.tokens), 1))
+
+
+class LanguageModel(Model):
+    """An RNN language model: (one-hot or embedding) -> L recurrent layers -> softmax over the vocabulary.
+
+    Args:
+        vocab: the :class:`~seqmodels.text.Vocabulary` (character or word level).
+        cell: ``"lstm"``, ``"gru"`` or ``"rnn"``; ``cell_options`` go to the layer (``peephole``,
+            ``variant``, ``reset_after``, ``activation``, ``init``, ``forget_bias``).
+        hidden_size, num_layers: size of each recurrent layer, number of layers.
+        embedding_dim: None feeds one-hot vectors (as a column lookup); else a learned embedding.
+        dropout: between layers and before the output layer, while training.
+        mode: ``"stream"`` (one long text, truncated BPTT) or ``"lines"`` (one sequence per line).
+
+    >>> import seqmodels as sm
+    >>> vocab = sm.text.Vocabulary.from_text("the cat sat on the mat", level="char")
+    >>> lm = sm.LanguageModel(vocab, hidden_size=16, seed=0)
+    >>> round(lm.perplexity("the cat"), 1) > 1
+    True
+    """
+
+    kind = "language_model"
+
+    def __init__(self, vocab: Vocabulary, cell: str = "lstm", hidden_size: int = 128, num_layers: int = 1, *,
+                 embedding_dim: int | None = None, dropout: float = 0.0, mode: str = "stream",
+                 dtype=np.float32, seed=0, **cell_options):
+        if not isinstance(vocab, Vocabulary):
+            raise ConfigError(f"vocab: expected a seqmodels.text.Vocabulary, got {type(vocab).__name__}")
+        if len(vocab) <= 3:
+            raise ConfigError("vocab: has no tokens besides <PAD>, <UNK>, <EOS>; build it from a non-empty corpus")
+        check_choice("cell", cell, CELLS)
+        check_choice("mode", mode, MODES)
+        self.vocab = vocab
+        self.cell, self.mode = cell, mode
+        self.hidden_size = check_positive_int("hidden_size", hidden_size)
+        self.num_layers = check_positive_int("num_layers", num_layers)
+        self.embedding_dim = None if embedding_dim is None else check_positive_int("embedding_dim", embedding_dim)
+        self.dropout = check_probability("dropout", dropout)
+        self.cell_options = dict(cell_options)
+        self.dtype = np.dtype(dtype)
+        self.seed = seed if isinstance(seed, int) else None
+        rng = as_generator(seed)
+        V = len(vocab)
+        self.embedding = None
+        if self.embedding_dim is not None:
+            self.embedding = Embedding(V, self.embedding_dim, dtype=dtype, seed=rng)
+        layers, size = [], self.embedding_dim or V
+        for _ in range(self.num_layers):
+            layers.append(make_recurrent(cell, size, self.hidden_size, dtype=dtype, seed=rng, **cell_options))
+            size = self.hidden_size
+        self.rnn = Stack(layers, dropout=self.dropout, seed=rng)
+        self.head = Dense(self.hidden_size, V, dtype=dtype, seed=rng)
+        self._register(embedding=self.embedding, rnn=self.rnn, head=self.head)
+        self._carry = None
+        self._drop_rng = rng
+
+    # ----------------------------------------------------------------- config
+    def config(self) -> dict:
+        return dict(cell=self.cell, hidden_size=self.hidden_size, num_layers=self.num_layers,
+                    embedding_dim=self.embedding_dim, dropout=self.dropout, mode=self.mode,
+                    dtype=str(self.dtype), cell_options=self.cell_options)
+
+    def meta(self) -> dict:
+        return {"vocabulary": self.vocab.to_dict()}
+
+    @classmethod
+    def from_config(cls, config: dict, meta: dict) -> "LanguageModel":
+        cfg = dict(config)
+        options = cfg.pop("cell_options", {}) or {}
+        vocab = Vocabulary.from_dict(meta["vocabulary"], source="checkpoint vocabulary")
+        return cls(vocab, **cfg, **options)
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, ids, lengths=None, state=None):
+        """ids (B, T) -> logits (B, T, V), final state (one entry per layer), cache."""
+        if self.embedding is not None:
+            x, _, c_emb = self.embedding.forward(ids, lengths)
+        else:
+            x, c_emb = np.asarray(ids), None                  # one-hot, looked up inside the first layer
+        h, state, c_rnn = self.rnn.forward(x, lengths, state)
+        mask = None
+        if self.training and self.dropout > 0:
+            keep = 1.0 - self.dropout
+            mask = (self._drop_rng.random(h.shape) < keep).astype(h.dtype) / keep
+            h = h * mask
+        logits, _, c_head = self.head.forward(h)
+        return logits, state, (c_emb, c_rnn, c_head, mask)
+
+    def backward(self, dlogits, cache) -> None:
+        c_emb, c_rnn, c_head, mask = cache
+        dh, _ = self.head.backward(dlogits, c_head)
+        if mask is not None:
+            dh = dh * mask
+        dx, _ = self.rnn.backward(dh, c_rnn)
+        if self.embedding is not None:
+            self.embedding.backward(dx, c_emb)
+
+    # --------------------------------------------------------------- training
+    def reset_state(self) -> None:
+        """Forget the state carried between stream windows (called at the start of every pass)."""
+        self._carry = None
+
+    def train_batch(self, batch) -> tuple[float, int]:
+        """Forward, mean cross-entropy per token, backward (accumulating grads): (loss, tokens)."""
+        if len(batch) == 2:                                   # stream window: carry the state
+            x, y = batch
+            logits, state, cache = self.forward(x, state=self._carry)
+            loss, dlogits = softmax_cross_entropy(logits, y, reduction="mean")
+            self._carry = state
+            n = y.size
+        else:
+            x, y, lengths = batch
+            logits, _, cache = self.forward(x, lengths)
+            loss, dlogits = softmax_cross_entropy(logits, y, lengths=lengths, reduction="mean")
+            n = int(lengths.sum())
+        self.backward(dlogits, cache)
+        return float(loss), n
+
+    def evaluate(self, data) -> float:
+        """Mean loss (nats) per predicted token over a batcher (no gradients, dropout off)."""
+        was = self.training
+        self.eval()
+        total, count, carry = 0.0, 0, None
+        try:
+            for batch in _one_pass(data):
+                if len(batch) == 2:
+                    x, y = batch
+                    logits, carry, _ = self.forward(x, state=carry)
+                    loss, _ = softmax_cross_entropy(logits, y, reduction="sum")
+                    count += y.size
+                else:
+                    x, y, lengths = batch
+                    logits, _, _ = self.forward(x, lengths)
+                    loss, _ = softmax_cross_entropy(logits, y, lengths=lengths, reduction="sum")
+                    count += int(lengths.sum())
+                total += float(loss)
+        finally:
+            self.train(was)
+        return total / max(count, 1)
+
+    def encode_corpus(self, text: str, *, unk: str | None = None) -> list[np.ndarray]:
+        """Each line of ``text`` as ids ending with <EOS> (empty lines kept as a lone <EOS> in streams)."""
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines = lines[:-1]
+        return [self.vocab.encode(line, add_eos=True, unk=unk) for line in lines]
+
+    def batcher(self, text_or_ids, *, batch_size: int = 32, seq_len: int = 64, shuffle: bool = True,
+                seed: int = 0):
+        """The batcher for this model's mode: stream windows, or length-bucketed lines."""
+        if self.mode == "stream":
+            ids = text_or_ids if isinstance(text_or_ids, np.ndarray) else self.stream_ids(text_or_ids)
+            return StreamBatcher(ids, batch_size, seq_len, random_offset=shuffle, seed=seed)
+        lines = [np.concatenate([[self.vocab.eos_id], s]) for s in self.encode_corpus(text_or_ids)
+                 if s.size > 1]
+        if not lines:
+            raise DataError("the corpus has no non-empty lines to train on")
+        return SequenceBatcher(lines, batch_size, shuffle=shuffle, seed=seed, pad_id=self.vocab.pad_id)
+
+    def stream_ids(self, text: str) -> np.ndarray:
+        """The whole text as one id stream: <EOS> first, then each line followed by <EOS>."""
+        parts = [np.array([self.vocab.eos_id], np.int32)] + self.encode_corpus(text, unk="map")
+        return np.concatenate(parts).astype(np.int32)
+
+    def fit(self, train_text, valid_text=None, *, batch_size: int = 32, seq_len: int = 64,
+            config: TrainConfig | None = None, checkpoint_dir=None, progress=True, seed: int = 0,
+            resume=None, on_eval=None, **train_options) -> History:
+        """Train on ``train_text`` (a str; or a batcher), validating on ``valid_text``.
+
+        ``train_options`` fill a :class:`~seqmodels.training.loop.TrainConfig` (optimizer, lr, clip,
+        clip_value, steps, epochs, eval_every, checkpoint_every, patience, schedule ...). With
+        ``checkpoint_dir`` a checkpoint (weights, optimiser, data position, carried state, RNG, history)
+        is written every ``checkpoint_every`` steps and at the end; ``resume`` (a loaded checkpoint from
+        :meth:`load` with ``return_checkpoint=True``) continues that run exactly.
+        """
+        config = config or TrainConfig(**train_options)
+        data = train_text if hasattr(train_text, "load_state") else self.batcher(
+            train_text, batch_size=batch_size, seq_len=seq_len, seed=seed)
+        valid = None
+        if valid_text is not None:
+            valid = valid_text if hasattr(valid_text, "load_state") else self.batcher(
+                valid_text, batch_size=batch_size, seq_len=seq_len, shuffle=False)
+        from ..training.optim import make_optimizer
+        opt = make_optimizer(config.optimizer, self.params, self.grads, lr=config.lr, **config.optimizer_options)
+        history = History()
+        if resume is not None:
+            history = self._restore_training(resume, opt, data)
+
+        def validate():
+            value = self.evaluate(valid)
+            if on_eval is not None:
+                on_eval(history.step, value)
+            return value
+
+        def checkpoint(step):
+            if checkpoint_dir is not None:
+                self.save_training(checkpoint_dir, opt, data, history, config)
+
+        return train(self, data, config, validate=validate if valid is not None else None,
+                     checkpoint=checkpoint if checkpoint_dir is not None else None, optimizer=opt,
+                     history=history, progress=progress)
+
+    def save_training(self, directory, optimizer, data, history: History, config: TrainConfig) -> str:
+        """A checkpoint that resumes exactly: weights + optimiser + data position + carry + RNG + history."""
+        opt_arrays, opt_meta = optimizer.state_dict()
+        extra = {"optim": opt_arrays}
+        if self._carry is not None:
+            extra["carry"] = {f"{i}.{j}": np.ascontiguousarray(a) for i, s in enumerate(self._carry)
+                              for j, a in enumerate(s if isinstance(s, tuple) else (s,))}
+        meta = {"step": history.step, "optimizer": opt_meta, "data_state": data.state,
+                "rng": {"dropout": self._drop_rng.bit_generator.state, "stack": self.rnn.rng.bit_generator.state},
+                "history": history.to_dict(), "train_config": config.to_dict()}
+        return self.save(directory, meta=meta, extra_arrays=extra)
+
+    def _restore_training(self, ck, optimizer, data) -> History:
+        optimizer.load_state_dict(ck.extra.get("optim", {}), ck.meta["optimizer"])
+        data.load_state(ck.meta["data_state"])
+        self._drop_rng.bit_generator.state = ck.meta["rng"]["dropout"]
+        self.rnn.rng.bit_generator.state = ck.meta["rng"]["stack"]
+        carry = ck.extra.get("carry")
+        if carry:
+            states = []
+            for i, layer in enumerate(self.rnn.layers):
+                parts = [carry[f"{i}.{j}"] for j in range(len(layer.cell.state_names))]
+                states.append(layer._join_state(parts))
+            self._carry = tuple(states)
+        return History.from_dict(ck.meta["history"])
+
+    # ---------------------------------------------------------------- scoring
+    def log_prob(self, text, *, add_eos: bool = True) -> LogProb:
+        """log P(text) = Σ_t log P(y<t> | y<1..t-1>), starting from <EOS>; with the per-token breakdown.
+
+        ``text`` is a string (tokenized like the corpus) or a list of tokens. Characters the vocabulary
+        lacks raise a :class:`DataError` at character level; unknown words become <UNK>.
+        """
+        tokens = self.vocab.tokenize(text) if isinstance(text, str) else list(text)
+        ids = self.vocab.encode(tokens, add_eos=add_eos)
+        names = tokens + (["<EOS>"] if add_eos else [])
+        if ids.size == 0:
+            return LogProb(0.0, [], np.zeros(0))
+        x = np.concatenate([[self.vocab.eos_id], ids[:-1]])[None, :]
+        was = self.training
+        self.eval()
+        try:
+            logits, _, _ = self.forward(x)
+        finally:
+            self.train(was)
+        z = logits[0].astype(np.float64)
+        z -= z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        per = logp[np.arange(ids.size), ids]
+        return LogProb(float(per.sum()), names, per)
+
+    def perplexity(self, texts) -> float:
+        """exp(mean negative log-probability per token) over one text or a list of texts."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        total, count = 0.0, 0
+        for t in texts:
+            r = self.log_prob(t)
+            total += r.total
+            count += len(r.tokens)
+        return math.exp(-total / max(count, 1))
+
+    # --------------------------------------------------------------- sampling
+    def sample(self, num: int = 1, max_len: int = 200, *, prime: str = "", temperature: float = 1.0,
+               top_k: int | None = None, greedy: bool = False, reject_unk: bool = True,
+               stop_at_eos: bool | None = None, seed=None) -> list[str]:
+        """Generate ``num`` texts by feeding each sampled token back in (all ``num`` in one batch).
+
+        Starts from <EOS> followed by ``prime``; stops a row at <EOS> (default in ``lines`` mode; in
+        ``stream`` mode <EOS> is a line break and sampling runs to ``max_len``) or after ``max_len`` tokens.
+        ``reject_unk`` never emits <UNK>. The returned texts do not repeat the prime.
+        """
+        num = check_positive_int("num", num)
+        max_len = check_positive_int("max_len", max_len)
+        if not greedy:
+            check_temperature(temperature)
+        stop_at_eos = self.mode == "lines" if stop_at_eos is None else stop_at_eos
+        rng = as_generator(seed)
+        prime_ids = self.vocab.encode(prime) if prime else np.zeros(0, np.int32)
+        if reject_unk and (prime_ids == self.vocab.unk_id).any() and self.vocab.level == "word":
+            pass  # unknown prime words are fed as <UNK>; only the samples avoid it
+        banned = [self.vocab.pad_id] + ([self.vocab.unk_id] if reject_unk else [])
+        was = self.training
+        self.eval()
+        try:
+            start = np.concatenate([[self.vocab.eos_id], prime_ids]).astype(np.int64)
+            x = np.repeat(start[None, :], num, axis=0)
+            logits, state, _ = self.forward(x)
+            last = logits[:, -1]
+            out = np.zeros((num, max_len), np.int64)
+            done = np.zeros(num, bool)
+            length = np.full(num, max_len)
+            for t in range(max_len):
+                ids = sample_next(last, rng, temperature=temperature, top_k=top_k, greedy=greedy, banned=banned)
+                out[:, t] = ids
+                if stop_at_eos:
+                    newly = (ids == self.vocab.eos_id) & ~done
+                    length[newly] = t
+                    done |= newly
+                    if done.all():
+                        break
+                last, state = self._step(ids, state)
+        finally:
+            self.train(was)
+        texts = []
+        for row, n in zip(out, length):
+            texts.append(self._decode_stream(row[:n]))
+        return texts
+
+    def _step(self, ids: np.ndarray, state):
+        """One step of the whole network for (B,) ids: logits (B, V) and the new state."""
+        x = ids if self.embedding is None else self.embedding.params["W_e"][ids]
+        new = []
+        for layer, s in zip(self.rnn.layers, state):
+            s = layer.step(x, s)
+            new.append(s)
+            x = s[0] if isinstance(s, tuple) else s
+        logits = x @ self.head.params["W_y"].T + self.head.params["b_y"]
+        return logits, tuple(new)
+
+    def _decode_stream(self, ids: np.ndarray) -> str:
+        """Decode ids, turning <EOS> into line breaks."""
+        eos = self.vocab.eos_id
+        pieces, start = [], 0
+        for i in np.flatnonzero(ids == eos).tolist() + [ids.size]:
+            pieces.append(self.vocab.decode(ids[start:i], stop_at_eos=False))
+            start = i + 1
+        return "\n".join(pieces)
+
+
+def _one_pass(data):
+    """One full pass over a batcher from its start, leaving its own state as it was."""
+    if hasattr(data, "state") and hasattr(data, "load_state"):
+        saved = dict(data.state)
+        data.load_state({"epoch": 0, "position": 0})
+        try:
+            yield from iter(data)
+        finally:
+            data.load_state(saved)
+    else:
+        yield from data
