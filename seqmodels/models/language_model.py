@@ -242,7 +242,8 @@ class LanguageModel(Model):
                      checkpoint=checkpoint if checkpoint_dir is not None else None, optimizer=opt,
                      history=history, progress=progress)
 
-    def save_training(self, directory, optimizer, data, history: History, config: TrainConfig) -> str:
+    def save_training(self, directory, optimizer, data, history: History, config: TrainConfig,
+                      extra_meta: dict | None = None) -> str:
         """A checkpoint that resumes exactly: weights + optimiser + data position + carry + RNG + history."""
         opt_arrays, opt_meta = optimizer.state_dict()
         extra = {"optim": opt_arrays}
@@ -251,7 +252,7 @@ class LanguageModel(Model):
                               for j, a in enumerate(s if isinstance(s, tuple) else (s,))}
         meta = {"step": history.step, "optimizer": opt_meta, "data_state": data.state,
                 "rng": {"dropout": self._drop_rng.bit_generator.state, "stack": self.rnn.rng.bit_generator.state},
-                "history": history.to_dict(), "train_config": config.to_dict()}
+                "history": history.to_dict(), "train_config": config.to_dict(), **(extra_meta or {})}
         return self.save(directory, meta=meta, extra_arrays=extra)
 
     def _restore_training(self, ck, optimizer, data) -> History:
@@ -313,15 +314,21 @@ class LanguageModel(Model):
         ``stream`` mode <EOS> is a line break and sampling runs to ``max_len``) or after ``max_len`` tokens.
         ``reject_unk`` never emits <UNK>. The returned texts do not repeat the prime.
         """
+        ids, lengths = self.sample_ids(num, max_len, prime=prime, temperature=temperature, top_k=top_k,
+                                       greedy=greedy, reject_unk=reject_unk, stop_at_eos=stop_at_eos, seed=seed)
+        return [self._decode_stream(row[:n]) for row, n in zip(ids, lengths)]
+
+    def sample_ids(self, num: int = 1, max_len: int = 200, *, prime: str = "", temperature: float = 1.0,
+                   top_k: int | None = None, greedy: bool = False, reject_unk: bool = True,
+                   stop_at_eos: bool | None = None, seed=None) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`sample`, returning ids (num, max_len) and each row's length (the <EOS> excluded)."""
         num = check_positive_int("num", num)
         max_len = check_positive_int("max_len", max_len)
         if not greedy:
             check_temperature(temperature)
         stop_at_eos = self.mode == "lines" if stop_at_eos is None else stop_at_eos
         rng = as_generator(seed)
-        prime_ids = self.vocab.encode(prime) if prime else np.zeros(0, np.int32)
-        if reject_unk and (prime_ids == self.vocab.unk_id).any() and self.vocab.level == "word":
-            pass  # unknown prime words are fed as <UNK>; only the samples avoid it
+        prime_ids = self.vocab.encode(prime) if prime else np.zeros(0, np.int32)   # unknown words: <UNK>
         banned = [self.vocab.pad_id] + ([self.vocab.unk_id] if reject_unk else [])
         was = self.training
         self.eval()
@@ -345,10 +352,7 @@ class LanguageModel(Model):
                 last, state = self._step(ids, state)
         finally:
             self.train(was)
-        texts = []
-        for row, n in zip(out, length):
-            texts.append(self._decode_stream(row[:n]))
-        return texts
+        return out, length
 
     def _step(self, ids: np.ndarray, state):
         """One step of the whole network for (B,) ids: logits (B, V) and the new state."""

@@ -1,0 +1,1 @@
+"""The command line: ``seqmodels <command> ...`` (see :mod:`seqmodels.cli.main`)."""

@@ -1,0 +1,100 @@
+"""``seqmodels`` command line: a thin layer over the library.
+
+Every command module in :data:`COMMAND_MODULES` exposes ``register(subparsers)``, which adds its
+sub-command(s) with ``set_defaults(func=...)``; ``func(args) -> int`` does the work. Results go to stdout,
+logs and progress bars to stderr. A user error never shows a traceback: one line on stderr and the exit
+code below (``--debug`` shows the traceback).
+
+====  ==========================================================
+code  meaning
+====  ==========================================================
+0     success
+1     an unexpected internal error (a bug: please report it with ``--debug``)
+2     bad command-line usage (argparse)
+3     bad configuration or hyperparameter (``ConfigError``)
+4     unreadable or malformed data file (``DataError``, missing files)
+5     missing, corrupt or mismatched checkpoint (``CheckpointError``)
+6     wrong array shape or type (``ShapeError``, ``DTypeError``)
+7     NaN or inf in a loss or gradient (``NonFiniteError``)
+130   interrupted with Ctrl-C (a checkpoint was saved where training was running)
+====  ==========================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+
+from .._version import __version__
+from ..core.errors import (CheckpointError, ConfigError, DataError, DTypeError, NonFiniteError, SeqModelsError,
+                           ShapeError)
+
+COMMAND_MODULES = ("lm", "tag", "classify", "translate", "music", "diagnose")
+
+EXIT_CODES = (
+    (ConfigError, 3), (DataError, 4), (CheckpointError, 5), (ShapeError, 6), (DTypeError, 6),
+    (NonFiniteError, 7),
+)
+
+
+def exit_code(error: BaseException) -> int:
+    for cls, code in EXIT_CODES:
+        if isinstance(error, cls):
+            return code
+    if isinstance(error, (FileNotFoundError, IsADirectoryError, PermissionError, UnicodeDecodeError)):
+        return 4
+    return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seqmodels",
+        description="Recurrent sequence models (RNN, GRU, LSTM) in NumPy: language models, taggers, "
+                    "classifiers, translators, music generators.")
+    parser.add_argument("--version", action="version", version=f"seqmodels {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f".{name}", __package__)
+        except ModuleNotFoundError as e:
+            if e.name == f"{__package__}.{name}":
+                continue                                  # that command is not part of this build
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("seqmodels: interrupted", file=sys.stderr)
+        return 130
+    except (SeqModelsError, FileNotFoundError, IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"seqmodels {args.command}: error: {e}", file=sys.stderr)
+        return exit_code(e)
+    except Exception:                                     # a bug: say so, and how to report it
+        if args.debug:
+            raise
+        kind, value, _ = sys.exc_info()
+        print(f"seqmodels {args.command}: internal error: {kind.__name__}: {value} "
+              "(run again with --debug for the traceback and please report it)", file=sys.stderr)
+        return 1
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

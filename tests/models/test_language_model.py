@@ -1,0 +1,157 @@
+"""LanguageModel: gradients, scoring = product of conditionals, sampling, training, exact resume."""
+
+import math
+
+import numpy as np
+import pytest
+
+import seqmodels as sm
+from seqmodels.core.gradcheck import numerical_gradient, relative_error
+from seqmodels.core.errors import CheckpointError, ConfigError, DataError
+from seqmodels.models.language_model import LanguageModel
+from seqmodels.text import Vocabulary
+
+TEXT = "the cat sat on the mat\nthe dog sat on the log\na cat and a dog\n" * 3
+
+
+def small(cell="lstm", mode="stream", dtype=np.float64, **kw):
+    vocab = Vocabulary.from_text(TEXT, level="char", lines_as_sequences=True, order="sorted")
+    return LanguageModel(vocab, cell, 6, kw.pop("num_layers", 2), mode=mode, dtype=dtype, seed=0, **kw)
+
+
+@pytest.mark.parametrize("cell, kw", [("lstm", {}), ("gru", {"embedding_dim": 4}), ("rnn", {"num_layers": 1}),
+                                      ("lstm", {"peephole": True, "embedding_dim": 3})])
+def test_model_gradients_match_finite_differences(cell, kw):
+    lm = small(cell, **kw)
+    rng = np.random.default_rng(0)
+    for p in lm.params.values():
+        p[...] = 0.3 * rng.standard_normal(p.shape)
+    x = rng.integers(3, len(lm.vocab), size=(3, 5))
+    y = rng.integers(3, len(lm.vocab), size=(3, 5))
+    lengths = np.array([5, 2, 4])
+    lm.zero_grad()
+    lm.train_batch((x, y, lengths))
+
+    def loss():
+        logits, _, _ = lm.forward(x, lengths)
+        return sm.core.functional.softmax_cross_entropy(logits, y, lengths=lengths, reduction="sum")[0]
+
+    n = lengths.sum()                                   # train_batch leaves the gradient of the mean
+    for key, p in lm.params.items():
+        assert relative_error(n * lm.grads[key], numerical_gradient(loss, p, eps=1e-5)) < 1e-6, key
+
+
+def test_log_prob_is_the_sum_of_per_step_softmax_log_probabilities():
+    lm = small(dtype=np.float64)
+    r = lm.log_prob("the cat")
+    ids = lm.vocab.encode("the cat", add_eos=True)
+    # independent computation: feed the prefix one token at a time through the step path
+    state = lm.rnn.zero_state(1)
+    prev = np.array([lm.vocab.eos_id])
+    total = 0.0
+    for target in ids:
+        logits, state = lm._step(prev, state)
+        z = logits[0] - logits[0].max()
+        total += z[target] - math.log(np.exp(z).sum())
+        prev = np.array([target])
+    assert r.total == pytest.approx(total, abs=1e-9)
+    assert r.tokens == list("the cat") + ["<EOS>"]
+    assert r.per_token.sum() == pytest.approx(r.total)
+    assert lm.perplexity("the cat") == pytest.approx(math.exp(-r.total / 8))
+
+
+def test_training_lowers_loss_and_prefers_the_seen_sentence():
+    lm = small(dtype=np.float32, num_layers=1)
+    lm = LanguageModel(lm.vocab, "lstm", 32, 1, mode="lines", seed=0)
+    before = lm.log_prob("the cat sat on the mat").total
+    history = lm.fit(TEXT, TEXT, batch_size=4, steps=150, lr=1e-2, eval_every=50, progress=False)
+    assert history.val_loss[-1][1] < history.val_loss[0][1] < math.log(len(lm.vocab))
+    after = lm.log_prob("the cat sat on the mat").total
+    assert after > before + 10
+    assert lm.log_prob("the cat sat on the mat").total > lm.log_prob("the cat sat on the tam").total
+    assert lm.sample(1, 40, greedy=True)[0] in {"the cat sat on the mat", "the dog sat on the log",
+                                                "a cat and a dog", "the cat sat on the log",
+                                                "the dog sat on the mat"}
+
+
+def test_sampling_is_seeded_batched_and_stops_at_eos():
+    lm = small(mode="lines", dtype=np.float32)
+    a = lm.sample(5, 30, seed=3)
+    b = lm.sample(5, 30, seed=3)
+    assert a == b and len(a) == 5
+    assert lm.sample(5, 30, seed=4) != a
+    assert all(len(s) <= 30 and "\n" not in s for s in a)          # <EOS> ends a sample in lines mode
+    assert all(len(s) == 30 for s in lm.sample(3, 30, seed=1, stop_at_eos=False) if "\n" not in s)
+
+
+def test_reject_unk_never_emits_unk_even_when_it_dominates():
+    lm = small(mode="lines", dtype=np.float64)
+    lm.params["head.b_y"][lm.vocab.unk_id] = 50.0                  # <UNK> would win almost every draw
+    ids, lengths = lm.sample_ids(20, 10, seed=0, reject_unk=True, stop_at_eos=False)
+    assert not (ids == lm.vocab.unk_id).any() and not (ids == lm.vocab.pad_id).any()
+    ids, _ = lm.sample_ids(5, 10, seed=0, reject_unk=False, stop_at_eos=False)
+    assert (ids == lm.vocab.unk_id).mean() > 0.9
+
+
+def test_temperature_top_k_and_greedy():
+    lm = small(mode="stream", dtype=np.float32)
+    g1 = lm.sample(2, 20, greedy=True, seed=0)
+    g2 = lm.sample(2, 20, greedy=True, seed=9)
+    assert g1 == g2 and g1[0] == g1[1]
+    assert len(set(lm.sample(1, 20, top_k=1, seed=s)[0] for s in range(3))) == 1
+    assert lm.sample(1, 20, top_k=1, seed=0) == lm.sample(1, 20, greedy=True)
+    with pytest.raises(ConfigError, match="temperature"):
+        lm.sample(1, 5, temperature=0)
+    with pytest.raises(ConfigError, match="temperature"):
+        lm.sample(1, 5, temperature=-1)
+
+
+def test_prime_out_of_vocabulary_char_level_is_a_clear_error():
+    lm = small()
+    with pytest.raises(DataError, match="Z"):
+        lm.sample(1, 5, prime="Zebra")
+
+
+def test_save_load_round_trip_and_kind_check(tmp_path):
+    lm = small(dtype=np.float32)
+    lm.save(tmp_path / "m")
+    back = LanguageModel.load(tmp_path / "m")
+    assert back.config() == lm.config()
+    for k in lm.params:
+        np.testing.assert_array_equal(back.params[k], lm.params[k])
+    assert back.log_prob("the cat").total == pytest.approx(lm.log_prob("the cat").total)
+    sm.io.save_checkpoint(tmp_path / "other", arrays={}, meta={}, kind="tagger", config={})
+    with pytest.raises(CheckpointError, match="tagger"):
+        LanguageModel.load(tmp_path / "other")
+
+
+def test_resume_is_exact_in_float64(tmp_path):
+    def run(steps, resume=None):
+        lm = small(dtype=np.float64, dropout=0.2)
+        ck = None
+        if resume is not None:
+            lm, ck = LanguageModel.load(resume, return_checkpoint=True)
+        lm.fit(TEXT, batch_size=2, seq_len=5, steps=steps, lr=1e-2, checkpoint_dir=tmp_path / "ck",
+               checkpoint_every=3, progress=False, resume=ck)
+        return lm
+
+    full = run(10)
+    full_params = {k: v.copy() for k, v in full.params.items()}
+    import shutil
+    shutil.rmtree(tmp_path / "ck")
+    run(6)                                                            # "killed" after step 6's checkpoint
+    resumed = run(10, resume=tmp_path / "ck")
+    for k, v in full_params.items():
+        np.testing.assert_array_equal(resumed.params[k], v, err_msg=k)
+
+
+def test_bad_configuration():
+    vocab = Vocabulary.from_text("abc")
+    with pytest.raises(ConfigError, match="cell"):
+        LanguageModel(vocab, "transformer")
+    with pytest.raises(ConfigError, match="hidden_size"):
+        LanguageModel(vocab, "lstm", 0)
+    with pytest.raises(ConfigError, match="no tokens"):
+        LanguageModel(Vocabulary(), "lstm")
+    with pytest.raises(ConfigError, match="mode"):
+        LanguageModel(vocab, mode="poem")
