@@ -91,12 +91,16 @@ def run_demo(args) -> int:
     print(f"  the LSTM {verdict} the best n-gram baseline on held-out text", flush=True)
 
     print("\nsamples (the model writes one character at a time, feeding each back in):")
+    prime = "The " if all(ch in vocab for ch in "The ") else ""
     for temperature in (0.5, 0.8, 1.0):
-        sample = model.sample(1, 240, temperature=temperature, seed=args.seed, prime="The ")[0]
-        print(f"\n  temperature {temperature}:\n    The " + sample.replace("\n", "\n    "))
+        sample = model.sample(1, 240, temperature=temperature, seed=args.seed, prime=prime)[0]
+        print(f"\n  temperature {temperature}:\n    {prime}" + sample.replace("\n", "\n    "))
 
     print("\nsentence probabilities, log P = sum of log P(y<t> | y<1..t-1>) over the characters:")
     for a, b in SENTENCES:
+        if not all(ch in vocab for ch in a + b):
+            print(f"  (skipping {a!r}: the corpus lacks some of its characters)")
+            continue
         pa, pb = model.log_prob(a).total, model.log_prob(b).total
         more = a if pa > pb else b
         print(f"  log P({a!r}) = {pa:8.3f}\n  log P({b!r}) = {pb:8.3f}\n    -> the model finds {more!r} "

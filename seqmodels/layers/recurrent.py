@@ -322,6 +322,9 @@ class RNN(Recurrent):
 class GRU(Recurrent):
     """The GRU of the notes (``variant="full"``), its simplified form, or PyTorch's ``reset_after``.
 
+    ``update_bias`` initialises ``b_u`` (-1.0 by default: Γu starts near 0.27, so the cell keeps its memory
+    c<t-1> from the start — the GRU's counterpart of the LSTM's forget-gate bias; 0.0 is PyTorch's start).
+
     >>> import numpy as np, seqmodels as sm
     >>> sorted(sm.GRU(3, 5, seed=0).params)
     ['W_c', 'W_r', 'W_u', 'b_c', 'b_r', 'b_u']
@@ -330,16 +333,20 @@ class GRU(Recurrent):
     kind = "gru"
 
     def __init__(self, input_size: int, hidden_size: int, variant: str = "full", reset_after: bool = False, *,
-                 init: str = "default", dtype=np.float32, seed=None, reverse: bool = False):
+                 update_bias: float = -1.0, init: str = "default", dtype=np.float32, seed=None,
+                 reverse: bool = False):
         input_size = check_positive_int("input_size", input_size)
         hidden_size = check_positive_int("hidden_size", hidden_size)
         self.variant, self.reset_after, self.init = variant, reset_after, init
+        self.update_bias = float(update_bias)
         super().__init__(GRUCell(input_size, hidden_size, variant, reset_after), dtype=dtype, seed=seed,
                          init=init, reverse=reverse)
+        self.params["b_u"][...] = self.update_bias
 
     def config(self) -> dict:
         return dict(input_size=self.input_size, hidden_size=self.hidden_size, variant=self.variant,
-                    reset_after=self.reset_after, init=self.init, reverse=self.reverse)
+                    reset_after=self.reset_after, update_bias=self.update_bias, init=self.init,
+                    reverse=self.reverse)
 
 
 class LSTM(Recurrent):

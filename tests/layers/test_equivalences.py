@@ -183,3 +183,9 @@ def test_float32_default_and_same_seed_same_model():
     assert a.params["W_u"].dtype == np.float32
     for k in a.params:
         np.testing.assert_array_equal(a.params[k], b.params[k])
+
+
+def test_gru_update_bias_default_keeps_memory():
+    gru = sm.GRU(3, 4, seed=0)
+    assert np.all(gru.params["b_u"] == -1.0) and not gru.params["b_r"].any()
+    assert not sm.GRU(3, 4, update_bias=0.0, seed=0).params["b_u"].any()
