@@ -13,10 +13,15 @@ from .core.errors import (CheckpointError, ConfigError, DataError, DTypeError, N
 from .core.params import ParamDict
 from .layers import (GRU, LSTM, RNN, Bidirectional, BiState, Dense, Embedding, Layer, LSTMState, Recurrent,
                      Stack, make_recurrent)
+from . import core, data, interop, io, text, training  # noqa: E402  (sub-packages as attributes)
+from .models.base import Model, load_model
+from .models.language_model import LanguageModel
+from .models.ngram import NGramLM
 
 __all__ = [
     "__version__", "RNN", "GRU", "LSTM", "LSTMState", "Recurrent", "Bidirectional", "BiState", "Stack",
-    "Dense", "Embedding", "Layer", "ParamDict", "make_recurrent",
+    "Dense", "Embedding", "Layer", "ParamDict", "make_recurrent", "Model", "load_model", "LanguageModel",
+    "NGramLM", "core", "data", "interop", "io", "text", "training",
     "SeqModelsError", "ConfigError", "ShapeError", "DTypeError", "DataError", "CheckpointError",
     "NonFiniteError",
 ]
