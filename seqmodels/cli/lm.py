@@ -172,8 +172,9 @@ def cmd_sample(args) -> int:
     texts = model.sample(args.num, args.length, prime=args.prime or "", temperature=args.temperature,
                          top_k=args.top_k, greedy=args.greedy, reject_unk=not args.allow_unk, seed=args.seed,
                          stop_at_eos=None if not args.no_stop else False)
+    joiner = " " if model.vocab.level == "word" else ""             # words are separated by spaces
     for i, t in enumerate(texts):
-        sys.stdout.write((args.prime or "") + t + "\n")
+        sys.stdout.write((args.prime + joiner if args.prime else "") + t + "\n")
         if args.num > 1 and i < len(texts) - 1 and model.mode == "stream":
             sys.stdout.write("\n")
     return 0
