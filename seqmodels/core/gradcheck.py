@@ -58,7 +58,7 @@ def _like(state, rng):
     return type(state)(*parts) if hasattr(state, "_fields") else type(state)(parts)
 
 
-def check_layer(layer, x, lengths=None, state=None, *, seed: int = 0, eps: float = 1e-6,
+def check_layer(layer, x, lengths=None, state=None, *, seed: int = 0, eps: float = 1e-5,
                 check_params: bool = True) -> dict[str, float]:
     """Relative errors of ``dx``, ``dstate0`` and every parameter gradient of ``layer`` (float64).
 
