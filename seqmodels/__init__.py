@@ -13,7 +13,7 @@ from .core.errors import (CheckpointError, ConfigError, DataError, DTypeError, N
 from .core.params import ParamDict
 from .layers import (GRU, LSTM, RNN, Bidirectional, BiState, Dense, Embedding, Layer, LSTMState, Recurrent,
                      Stack, make_recurrent)
-from . import core, data, interop, io, text, training  # noqa: E402  (sub-packages as attributes)
+from . import core, data, diagnostics, interop, io, text, training  # noqa: E402  (sub-packages as attributes)
 from .models.base import Model, load_model
 from .models.language_model import LanguageModel
 from .models.ngram import NGramLM
@@ -21,7 +21,7 @@ from .models.ngram import NGramLM
 __all__ = [
     "__version__", "RNN", "GRU", "LSTM", "LSTMState", "Recurrent", "Bidirectional", "BiState", "Stack",
     "Dense", "Embedding", "Layer", "ParamDict", "make_recurrent", "Model", "load_model", "LanguageModel",
-    "NGramLM", "core", "data", "interop", "io", "text", "training",
+    "NGramLM", "core", "data", "diagnostics", "interop", "io", "text", "training",
     "SeqModelsError", "ConfigError", "ShapeError", "DTypeError", "DataError", "CheckpointError",
     "NonFiniteError",
 ]

@@ -131,7 +131,7 @@ def test_irnn_identity_passes_gradient_unchanged():
 
 
 def test_tanh_rnn_gradient_vanishes_and_matches_jacobian_product():
-    """For a tanh RNN J<t> = diag(1 - a<t>²) W_aa; ∂L/∂a<t-1> = J<t>ᵀ ∂L/∂a<t> when the loss is at the end."""
+    """Tanh RNN: J<t> = diag(1 - a<t>²) W_aa and ∂L/∂a<t-1> = J<t>ᵀ ∂L/∂a<t> for a loss at the end."""
     rng = np.random.default_rng(4)
     layer = sm.RNN(3, 6, dtype=np.float64, seed=0, init_scale=0.5)
     x = rng.standard_normal((1, 40, 3))
@@ -299,3 +299,15 @@ def test_bad_arguments_raise():
         gradient_through_time(object(), x)
     with pytest.raises(sm.ConfigError, match="component"):
         gradient_through_time(layer, x, norm=None)["layer"].norms("c")
+
+
+def test_jacobians_of_a_batch_equal_one_row_at_a_time():
+    """Large batches are processed in chunks of rows; the result must not depend on the batching."""
+    layer = sm.LSTM(3, 40, dtype=np.float64, seed=0)          # 2H = 80 -> chunks of 51 rows
+    x = np.random.default_rng(10).standard_normal((60, 3, 3))
+    lengths = np.r_[np.full(30, 3), np.full(30, 2)]
+    batch = jacobian_norms(layer, x, lengths, norm="frobenius")
+    for b in (0, 50, 59):
+        one = jacobian_norms(layer, x[b:b + 1], lengths[b:b + 1], norm="frobenius")
+        np.testing.assert_allclose(batch[b], one[0], rtol=1e-12)
+    assert np.isnan(batch[40:, 2]).all()
