@@ -17,11 +17,12 @@ from . import core, data, diagnostics, interop, io, text, training  # noqa: E402
 from .models.base import Model, load_model
 from .models.language_model import LanguageModel
 from .models.ngram import NGramLM
+from .models.seq2seq import Seq2Seq
 
 __all__ = [
     "__version__", "RNN", "GRU", "LSTM", "LSTMState", "Recurrent", "Bidirectional", "BiState", "Stack",
     "Dense", "Embedding", "Layer", "ParamDict", "make_recurrent", "Model", "load_model", "LanguageModel",
-    "NGramLM", "core", "data", "diagnostics", "interop", "io", "text", "training",
+    "NGramLM", "Seq2Seq", "core", "data", "diagnostics", "interop", "io", "text", "training",
     "SeqModelsError", "ConfigError", "ShapeError", "DTypeError", "DataError", "CheckpointError",
     "NonFiniteError",
 ]

@@ -51,8 +51,8 @@ class Dense(Layer):
             raise ShapeError(f"x: expected shape (B, T, {self.in_features}) or (B, {self.in_features}), "
                              f"got {x.shape}")
         x = x.astype(self.dtype, copy=False)
-        z = x @ self.params["W_y"].T
-        z += self.params["b_y"]
+        z = (x.reshape(-1, self.in_features) @ self.params["W_y"].T).reshape(x.shape[:-1] + (self.out_features,))
+        z += self.params["b_y"]                          # one 2-D GEMM (a 3-D matmul would loop over B)
         if self.activation == "tanh":
             np.tanh(z, out=z)
         elif self.activation == "relu":
@@ -81,4 +81,4 @@ class Dense(Layer):
         flat_dz = dz.reshape(-1, self.out_features)
         self.grads["W_y"] += flat_dz.T @ x.reshape(-1, self.in_features)
         self.grads["b_y"] += flat_dz.sum(axis=0)
-        return dz @ self.params["W_y"], None
+        return (flat_dz @ self.params["W_y"]).reshape(x.shape), None
