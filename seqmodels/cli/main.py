@@ -48,14 +48,21 @@ def exit_code(error: BaseException) -> int:
     return 1
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line (``seqmodels CMD: error: MESSAGE (see seqmodels CMD --help)``), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="seqmodels",
         description="Recurrent sequence models (RNN, GRU, LSTM) in NumPy: language models, taggers, "
                     "classifiers, translators, music generators.")
     parser.add_argument("--version", action="version", version=f"seqmodels {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
     for name in COMMAND_MODULES:
         try:

@@ -260,6 +260,8 @@ def read_piano_roll_json(path) -> dict[str, list[list[list[int]]]]:
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: invalid JSON at line {err.lineno}, column {err.colno}: "
                         f"{err.msg}") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply to be a piano roll") from None
     if not isinstance(data, dict) or not data:
         raise DataError(f"{path}: expected a JSON object mapping split names (e.g. 'train', 'valid', "
                         f"'test') to lists of sequences, got {type(data).__name__} {_show(str(data))}")

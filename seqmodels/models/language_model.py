@@ -328,7 +328,10 @@ class LanguageModel(Model):
             check_temperature(temperature)
         stop_at_eos = self.mode == "lines" if stop_at_eos is None else stop_at_eos
         rng = as_generator(seed)
-        prime_ids = self.vocab.encode(prime) if prime else np.zeros(0, np.int32)   # unknown words: <UNK>
+        try:
+            prime_ids = self.vocab.encode(prime) if prime else np.zeros(0, np.int32)   # unknown words: <UNK>
+        except DataError as e:
+            raise DataError(f"prime: {e}") from None
         banned = [self.vocab.pad_id] + ([self.vocab.unk_id] if reject_unk else [])
         was = self.training
         self.eval()

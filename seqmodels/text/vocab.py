@@ -303,6 +303,8 @@ class Vocabulary:
         except json.JSONDecodeError as err:
             raise DataError(f"{path}: invalid JSON at line {err.lineno}, column {err.colno}: "
                             f"{err.msg}") from None
+        except RecursionError:
+            raise DataError(f"{path}: JSON nested too deeply to be a vocabulary") from None
         return cls.from_dict(d, source=str(path))
 
     # ----------------------------------------------------------------------------- internals

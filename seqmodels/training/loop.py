@@ -154,6 +154,7 @@ def train(model, data, config: TrainConfig, *, validate: Callable[[], float] | N
         history: the history of the run being resumed (``history.step`` steps already done).
     """
     history = history if history is not None else History()
+    history.interrupted = history.stopped_early = False      # a resumed run starts afresh on these
     opt = optimizer or make_optimizer(config.optimizer, model.params, model.grads, lr=config.lr,
                                       **config.optimizer_options)
     schedule = None
