@@ -154,8 +154,8 @@ def _finish(model, history, out: Path, args) -> None:
     last = history.loss[-1][1] if history.loss else float("nan")
     msg = f"done: {history.step} steps in {history.seconds:.1f}s, train loss {last:.3f}"
     if history.val_loss:
-        v = history.val_loss[-1][1]
-        msg += f", validation loss {v:.3f} nats/token (perplexity {math.exp(v):.2f})"
+        at, v = history.val_loss[-1]
+        msg += f", validation loss {v:.3f} nats/token at step {at} (perplexity {math.exp(v):.2f})"
     log(msg + f"; saved to {out / MODEL_SUBDIR}" + (f", loss curve {png}" if png else ""))
     if history.interrupted:
         log(f"interrupted: checkpoint saved at step {history.step}; continue with --resume {out}")
