@@ -70,37 +70,59 @@ def load_lm(path) -> LanguageModel:
 
 
 # ----------------------------------------------------------------------- train
+def memmap_ids(args, vocab: Vocabulary | None = None):
+    """--memmap: (vocabulary, train ids, valid ids) from the corpus encoded once to a memory-mapped file."""
+    from ..text import memmap
+    if args.mode != "stream":
+        raise ConfigError(f"--memmap: reads one long token stream; use it with --mode stream, not --mode {args.mode}")
+    if vocab is None:
+        vocab = memmap.build_vocab(args.corpus, level=args.level, lowercase=args.lowercase or None,
+                                   min_count=args.min_count, max_size=args.max_vocab, punctuation=args.punctuation,
+                                   order="sorted" if args.level == "char" else "count", progress=not args.no_progress)
+        if len(vocab) <= 3:
+            raise DataError(f"{args.corpus}: no tokens found (empty corpus?)")
+    corpus = memmap.encode_corpus(args.corpus, vocab, out=args.ids, progress=not args.no_progress)
+    return (vocab, *memmap.split_ids(corpus.ids, args.valid_fraction, vocab.eos_id))
+
+
 def cmd_train(args) -> int:
     out = Path(args.out or args.resume)
-    text = read_text(args.corpus)
     resume_ck = None
     if args.resume:
         model, resume_ck = Model.load(resolve_checkpoint(args.resume), return_checkpoint=True)
         if not isinstance(model, LanguageModel):
             raise CheckpointError(f"{args.resume}: holds a {model.kind!r} model, expected a language model")
         data_cfg = resume_ck.meta.get("data_config", {})
-        for key in ("valid_fraction", "seq_len", "batch_size", "seed"):
+        for key in ("valid_fraction", "seq_len", "batch_size", "seed", "memmap", "ids"):
             if key in data_cfg:
                 setattr(args, key, data_cfg[key])
         config = TrainConfig.from_dict(resume_ck.meta["train_config"])
         if args.steps and args.steps != config.steps:
             config = TrainConfig.from_dict({**config.to_dict(), "steps": args.steps})
+        text = None if args.memmap else read_text(args.corpus)
+        if args.memmap:
+            _, train_part, valid_part = memmap_ids(args, model.vocab)
     else:
         if (out / MODEL_SUBDIR / "checkpoint.json").exists() and not args.force:
             raise ConfigError(f"--out {out}: already holds a trained model; use --resume {out} to continue it "
                               "or --force to replace it")
-        train_text, _ = split_corpus(text, args.valid_fraction)
-        vocab = build_vocab(train_text, args)
+        text = None if args.memmap else read_text(args.corpus)
+        if args.memmap:
+            vocab, train_part, valid_part = memmap_ids(args)
+        else:
+            vocab = build_vocab(split_corpus(text, args.valid_fraction)[0], args)
         model = LanguageModel(vocab, args.cell, args.hidden, args.layers, embedding_dim=args.embedding,
                               dropout=args.dropout, mode=args.mode, dtype=dtype_of(args), seed=args.seed,
                               **cell_options(args))
         config = None
-    train_text, valid_text = split_corpus(text, args.valid_fraction)
-    data = model.batcher(train_text, batch_size=args.batch_size, seq_len=args.seq_len, seed=args.seed)
+    if not args.memmap:
+        train_part, valid_part = split_corpus(text, args.valid_fraction)
+        valid_part = valid_part if valid_part and valid_part.strip() else None
+    data = model.batcher(train_part, batch_size=args.batch_size, seq_len=args.seq_len, seed=args.seed)
     valid = None
-    if valid_text and valid_text.strip():
+    if valid_part is not None:
         try:
-            valid = model.batcher(valid_text, batch_size=min(args.batch_size, 16), seq_len=args.seq_len,
+            valid = model.batcher(valid_part, batch_size=min(args.batch_size, 16), seq_len=args.seq_len,
                                   shuffle=False)
         except DataError as e:
             log(f"validation text too short, validation off ({e})")
@@ -114,7 +136,8 @@ def cmd_train(args) -> int:
         f"{config.steps or len(data) * config.epochs} steps")
     out.mkdir(parents=True, exist_ok=True)
     meta_extra = {"data_config": {"valid_fraction": args.valid_fraction, "seq_len": args.seq_len,
-                                  "batch_size": args.batch_size, "seed": args.seed, "corpus": str(args.corpus)}}
+                                  "batch_size": args.batch_size, "seed": args.seed, "corpus": str(args.corpus),
+                                  "memmap": bool(args.memmap), "ids": args.ids}}
     history = _fit(model, data, valid, config, out, args, resume_ck, meta_extra)
     _finish(model, history, out, args)
     return 130 if history.interrupted else 0
@@ -250,6 +273,9 @@ def register(sub) -> None:
     p.add_argument("--out", help="run directory (model/, history.json, samples.txt, loss.png)")
     p.add_argument("--resume", help="continue the run in this directory exactly where it stopped")
     p.add_argument("--force", action="store_true", help="replace a model already in --out")
+    p.add_argument("--memmap", action="store_true", help="corpora larger than memory: encode the token ids once "
+                   "to a memory-mapped file (reused by later runs) and read windows from it (stream mode)")
+    p.add_argument("--ids", default=None, help="--memmap: the id file (default CORPUS.<vocabulary hash>.ids)")
     _add_corpus_options(p)
     add_model_arguments(p, hidden=256, layers=2)
     p.add_argument("--embedding", type=positive_int, default=None, help="embedding size (default: one-hot input)")
