@@ -255,8 +255,8 @@ def _evaluate(model, validate, config, history, bar, best_params, bad_evals):
             best_params = {k: v.copy() for k, v in model.params.items()}
     else:
         bad_evals += 1
-    bar.write(f"step {history.step}: validation loss {val:.4f} (perplexity {math.exp(min(val, 700)):.2f})"
-              + ("  *best*" if improved else ""))
+    ppl = f" (perplexity {math.exp(min(val, 700)):.2f})" if hasattr(model, "perplexity") else ""
+    bar.write(f"step {history.step}: validation loss {val:.4f}{ppl}" + ("  *best*" if improved else ""))
     stop = config.patience is not None and bad_evals >= config.patience
     return stop, best_params, bad_evals
 
