@@ -15,6 +15,15 @@ Reset-after (``reset_after=True``; PyTorch / cuDNN), with one more bias ``b_ca``
 
 Fused layout: ``W = [W_u; W_r; W_c]`` (3H, H + D), or ``[W_u; W_c]`` when simplified. PyTorch's
 ``z`` gate is ``1 - Γu`` (see :mod:`seqmodels.interop`).
+
+Backward, with ``δa`` the gradient w.r.t. ``c<t> = a<t>``::
+
+    dzΓu = δa (c~ - c<t-1>) Γu(1-Γu)          dzc~ = δa Γu (1 - c~²)
+    notes:        δ(Γr c) = W_caᵀ dzc~,   dzΓr = δ(Γr c) c<t-1> Γr(1-Γr)
+    reset-after:  δhc = dzc~ Γr,          dzΓr = dzc~ hc Γr(1-Γr)       (hc = W_ca c<t-1> + b_ca)
+    δa<t-1> = δa (1 - Γu) + W_{u,r}ᵀ [dzΓu, dzΓr] + (Γr δ(Γr c) | W_caᵀ δhc)
+
+The factors that do not depend on ``δa`` are computed for all steps at once before the backward loop.
 """
 
 from __future__ import annotations
@@ -22,7 +31,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.errors import ConfigError, check_choice
-from .base import Cell, sigmoid_
+from . import fast
+from .base import Cell, packed_transpose, recur, sigmoid_, zero_padded_rows
 
 VARIANTS = ("full", "simplified")
 
@@ -38,6 +48,8 @@ class GRUCell(Cell):
         self.variant = variant
         self.reset_after = bool(reset_after)
         self.gates = ("u", "c") if variant == "simplified" else ("u", "r", "c")
+        self.sigmoid_gates = len(self.gates) - 1
+        self.whole_product_step = variant == "simplified"      # Γr needs W_h split in two
         if variant == "full":
             # notes' form keeps Γr * c<t-1>; reset-after keeps W_ca c<t-1> + b_ca and its gradient
             self.extra_buffers = ("hc", "dhc") if reset_after else ("ra",)
@@ -51,18 +63,18 @@ class GRUCell(Cell):
         z = buf.G[t, :n]                                      # holds W_x x<t> + b
         a_prev = buf.a[t, :n]
         if self.variant == "simplified":
-            z += a_prev @ W_h.T
+            z += recur(a_prev, W_h)
             sigmoid_(z[:, :H])                                # Γu
             np.tanh(z[:, H:], out=z[:, H:])                   # c~ = tanh(W_c [c<t-1>, x<t>] + b_c)
         elif not self.reset_after:
-            z[:, :2 * H] += a_prev @ W_h[:2 * H].T
+            z[:, :2 * H] += recur(a_prev, W_h[:2 * H])
             sigmoid_(z[:, :2 * H])                            # Γu, Γr
             ra = buf.ra[t, :n]
             np.multiply(z[:, H:2 * H], a_prev, out=ra)        # Γr * c<t-1>
-            z[:, 2 * H:] += ra @ W_h[2 * H:].T
+            z[:, 2 * H:] += recur(ra, W_h[2 * H:])
             np.tanh(z[:, 2 * H:], out=z[:, 2 * H:])           # c~ = tanh(W_c [Γr * c<t-1>, x<t>] + b_c)
         else:
-            hp = a_prev @ W_h.T
+            hp = recur(a_prev, W_h)
             z[:, :2 * H] += hp[:, :2 * H]
             sigmoid_(z[:, :2 * H])                            # Γu, Γr
             hc = buf.hc[t, :n]
@@ -108,6 +120,124 @@ class GRUCell(Cell):
             dz_r *= r * (1.0 - r)
             da_prev += dz[:, :2 * H] @ W_h[:2 * H] + dhc @ W_h[2 * H:]
         return (da_prev,)
+
+    # ------------------------------------------------------------------ all steps
+    def forward_loop(self, buf, W_h: np.ndarray, sizes: np.ndarray) -> None:
+        H = self.hidden_size
+        S = self.sigmoid_gates                                # Γu (, Γr): their inputs arrive halved
+        notes = S == 2 and not self.reset_after
+        WcT = None
+        if notes:                                             # two products per step: [Γu, Γr], then c~
+            WhT, WcT = packed_transpose(W_h[:2 * H], 2 * H), packed_transpose(W_h[2 * H:])
+        else:
+            WhT = packed_transpose(W_h, S * H)
+        if fast.run("gru_forward", self, buf, WhT, sizes, WcT):
+            return
+        G = buf.G
+        B = G.shape[1]
+        tmp = np.empty((B, WhT.shape[1]), G.dtype)
+        tmpH = np.empty((B, H), G.dtype)
+        b_ca = self.P.get("b_ca")
+        for t in range(sizes.shape[0]):
+            n = int(sizes[t])
+            z, a_prev = G[t, :n], buf.a[t, :n]
+            if self.variant == "simplified":
+                np.matmul(a_prev, WhT, out=tmp[:n])
+                z += tmp[:n]
+                np.tanh(z, out=z)                             # tanh(z_u/2), c~ = tanh(W_c [c, x] + b_c)
+            elif not self.reset_after:
+                np.matmul(a_prev, WhT, out=tmp[:n])
+                z[:, :2 * H] += tmp[:n]
+                np.tanh(z[:, :2 * H], out=z[:, :2 * H])
+            else:
+                np.matmul(a_prev, WhT, out=tmp[:n])
+                z[:, :2 * H] += tmp[:n, :2 * H]
+                np.tanh(z[:, :2 * H], out=z[:, :2 * H])
+            s = z[:, :S * H]
+            s += 1.0
+            s *= 0.5                                          # Γu (, Γr) = (1 + tanh(z/2)) / 2
+            cand = z[:, 2 * H:] if S == 2 else z[:, H:]
+            if notes:
+                ra = buf.ra[t, :n]
+                np.multiply(z[:, H:2 * H], a_prev, out=ra)    # Γr * c<t-1>
+                np.matmul(ra, WcT, out=tmpH[:n])
+                cand += tmpH[:n]
+                np.tanh(cand, out=cand)                       # c~ = tanh(W_c [Γr * c<t-1>, x<t>] + b_c)
+            elif S == 2:
+                hc = buf.hc[t, :n]
+                np.add(tmp[:n, 2 * H:], b_ca, out=hc)         # hc = W_ca c<t-1> + b_ca
+                np.multiply(z[:, H:2 * H], hc, out=tmpH[:n])
+                cand += tmpH[:n]
+                np.tanh(cand, out=cand)                       # c~ = tanh(W_cx x + b_c + Γr * hc)
+            a = buf.a[t + 1, :n]
+            np.subtract(cand, a_prev, out=a)                  # c<t> = c<t-1> + Γu (c~ - c<t-1>)
+            a *= z[:, :H]
+            a += a_prev
+
+    def backward_loop(self, buf, W_h, sizes, carry, dout_t, dz) -> None:
+        if fast.run("gru_backward", self, buf, W_h, sizes, carry, dout_t, dz):
+            return
+        H = self.hidden_size
+        run = sizes.shape[0]
+        G, a_prev = buf.G, buf.a[:run]
+        u, cand = G[..., :H], G[..., -H:]
+        dz_u, dz_c = dz[..., :H], dz[..., -H:]
+        # factors of dz that do not depend on δa, for all steps at once
+        np.subtract(1.0, u, out=dz_c)
+        dz_c *= u                                             # Γu(1-Γu) (scratch)
+        np.subtract(cand, a_prev, out=dz_u)
+        dz_u *= dz_c                                          # (c~ - c<t-1>) Γu(1-Γu)
+        np.multiply(cand, cand, out=dz_c)
+        np.subtract(1.0, dz_c, out=dz_c)
+        dz_c *= u                                             # Γu (1 - c~²)
+        full, notes = self.variant == "full", not self.reset_after
+        if full:
+            r, dz_r = G[..., H:2 * H], dz[..., H:2 * H]
+            np.subtract(1.0, r, out=dz_r)
+            dz_r *= r                                         # Γr(1-Γr) ...
+            if notes:
+                dz_r *= a_prev                                # ... c<t-1>           (× δ(Γr c) per step)
+            else:
+                hc, dhc = buf.hc[:run], buf.dhc[:run]
+                dz_r *= hc
+                dz_r *= dz_c                                  # ... hc Γu (1 - c~²)  (× δa per step)
+                np.multiply(dz_c, r, out=dhc)                 # δhc = Γr Γu (1 - c~²) (× δa per step)
+        (da_all,) = carry
+        B = dz.shape[1]
+        tmpH = np.empty((B, H), dz.dtype)
+        tmpH2 = np.empty((B, H), dz.dtype)
+        for t in range(run - 1, -1, -1):
+            n = int(sizes[t])
+            da = da_all[:n]
+            if dout_t is not None:
+                da += dout_t[t, :n]                           # δa = carried + direct
+            d = dz[t, :n]
+            keep = tmpH[:n]
+            np.subtract(1.0, u[t, :n], out=keep)
+            keep *= da                                        # δa (1 - Γu): the direct path
+            if not full:
+                d.reshape(n, 2, H)[...] *= da[:, None, :]
+                np.matmul(d, W_h, out=da)
+            elif notes:
+                d[:, :H] *= da
+                d[:, 2 * H:] *= da
+                dra = tmpH2[:n]
+                np.matmul(d[:, 2 * H:], W_h[2 * H:], out=dra)   # δ(Γr c<t-1>) = W_caᵀ dzc~
+                d[:, H:2 * H] *= dra
+                dra *= r[t, :n]
+                keep += dra                                   # + Γr δ(Γr c<t-1>)
+                np.matmul(d[:, :2 * H], W_h[:2 * H], out=da)
+            else:
+                d.reshape(n, 3, H)[...] *= da[:, None, :]
+                dh = dhc[t, :n]
+                dh *= da
+                np.matmul(d[:, :2 * H], W_h[:2 * H], out=tmpH2[:n])
+                np.matmul(dh, W_h[2 * H:], out=da)            # W_caᵀ δhc
+                da += tmpH2[:n]
+            da += keep                                        # δa<t-1>
+        zero_padded_rows(dz, sizes)
+        if full and not notes:
+            zero_padded_rows(dhc, sizes)
 
     def recurrent_grads(self, buf, dz_all: np.ndarray, steps: int) -> None:
         H = self.hidden_size

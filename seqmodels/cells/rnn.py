@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.errors import check_choice
-from .base import Cell
+from . import fast
+from .base import Cell, packed_transpose, recur, zero_padded_rows
 
 ACTIVATIONS = ("tanh", "relu")
 
@@ -28,7 +29,7 @@ class RNNCell(Cell):
     def step(self, t: int, n: int, buf, W_h: np.ndarray) -> None:
         z = buf.G[t, :n]                                  # holds W_ax x<t> + b_a
         a_prev = buf.a[t, :n]
-        z += a_prev @ W_h.T                               # + W_aa a<t-1>
+        z += recur(a_prev, W_h)                           # + W_aa a<t-1>
         a = buf.a[t + 1, :n]
         if self.activation == "tanh":
             np.tanh(z, out=a)                             # a<t> = tanh(z<t>)
@@ -45,6 +46,43 @@ class RNNCell(Cell):
         else:
             np.multiply(da, a > 0, out=dz)                # dz = da [z > 0]
         return (dz @ W_h,)                                # da<t-1> = W_aaᵀ dz
+
+    def forward_loop(self, buf, W_h: np.ndarray, sizes: np.ndarray) -> None:
+        WhT = packed_transpose(W_h)
+        if fast.run("rnn_forward", self, buf, WhT, sizes):
+            return
+        G = buf.G
+        tmp = np.empty(G.shape[1:], G.dtype)
+        for t in range(sizes.shape[0]):
+            n = int(sizes[t])
+            z = G[t, :n]
+            np.matmul(buf.a[t, :n], WhT, out=tmp[:n])
+            z += tmp[:n]                                  # z<t> = W_ax x<t> + b_a + W_aa a<t-1>
+            if self.activation == "tanh":
+                np.tanh(z, out=buf.a[t + 1, :n])
+            else:
+                np.maximum(z, 0.0, out=buf.a[t + 1, :n])
+
+    def backward_loop(self, buf, W_h, sizes, carry, dout_t, dz) -> None:
+        if fast.run("rnn_backward", self, buf, W_h, sizes, carry, dout_t, dz):
+            return
+        run = sizes.shape[0]
+        a = buf.a[1:run + 1]
+        if self.activation == "tanh":
+            np.multiply(a, a, out=dz)
+            np.subtract(1.0, dz, out=dz)                  # g'(z) = 1 - a², all steps at once
+        else:
+            np.greater(a, 0.0, out=dz)                    # g'(z) = [z > 0]  (written as 0/1)
+        (da_all,) = carry
+        for t in range(run - 1, -1, -1):
+            n = int(sizes[t])
+            da = da_all[:n]
+            if dout_t is not None:
+                da += dout_t[t, :n]
+            d = dz[t, :n]
+            d *= da                                       # dz = δa g'(z)
+            np.matmul(d, W_h, out=da)                     # δa<t-1> = W_aaᵀ dz
+        zero_padded_rows(dz, sizes)
 
     def recurrent_grads(self, buf, dz_all: np.ndarray, steps: int) -> None:
         H = self.hidden_size

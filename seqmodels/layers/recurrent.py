@@ -3,10 +3,13 @@
 Forward, for a batch sorted by length (longest first) so that the sequences still running at step t
 are the first ``n_t`` rows::
 
-    G[t] = W_x x<t> + b                 for all t at once: one GEMM before the loop
-    for t = 0 .. T-1:  cell.step(t, n_t)  (only a<t-1> @ W_aᵀ per step)
+    G[t] = (W_x x<t> + b) * gate_scale  for all t at once: one GEMM before the loop
+    cell.forward_loop: for t = 0 .. T-1, step t on the first n_t rows (only a<t-1> @ W_aᵀ per step)
 
-Backward runs the loop in reverse, writing each step's pre-activation gradients into ``dz[t]``; the
+``gate_scale`` halves the sigmoid gates' inputs (exact), see :meth:`seqmodels.cells.base.Cell.gate_scale`.
+
+Backward (``cell.backward_loop``) runs the loop in reverse, writing each step's pre-activation
+gradients into ``dz[t]``; the
 input gradient ``dx = dz W_x``, ``dW_x = Σ dzᵀ x`` and the recurrent weight gradients are each one
 GEMM after the loop. A sequence that has ended keeps its state untouched, which makes its final state
 the state at its own last step; padded outputs are zero and padded positions never reach a gradient.
@@ -16,6 +19,7 @@ bidirectional layer).
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import NamedTuple
 
 import numpy as np
@@ -24,6 +28,7 @@ from ..cells.base import Cell
 from ..cells.gru import GRUCell
 from ..cells.lstm import LSTMCell
 from ..cells.rnn import RNNCell
+from ..core import blas
 from ..core.errors import ConfigError, ShapeError, check_positive_int
 from ..core.init import as_generator, init_recurrent_block
 from ..core.params import ParamDict
@@ -97,6 +102,13 @@ class Recurrent(Layer):
         """The input half of the fused weight, ``W[:, H:]`` (a view)."""
         return self._W[:, self.hidden_size:]
 
+    def _input_weights(self):
+        """``W_xᵀ`` (D, G*H) and ``b`` scaled by the cell's ``gate_scale`` (sigmoid gates halved, exactly)."""
+        scale = self.cell.gate_scale(self.dtype)
+        if scale is None:
+            return self.W_x.T, self._b
+        return self.W_x.T * scale, self._b * scale
+
     def config(self) -> dict:
         """Constructor arguments (JSON-able) that rebuild this layer's shape."""
         raise NotImplementedError
@@ -164,21 +176,21 @@ class Recurrent(Layer):
             xs = x[order[None, :], tidx]                                # (run, B, D) or (run, B) ids
         else:
             tidx = None
-            xs = np.ascontiguousarray(x[order, :run].swapaxes(0, 1))
+            xs = x.swapaxes(0, 1)[:run, order]                          # (run, B, D) time-major, one copy
         buf = cell.alloc(run, B, self.dtype)
         for name, s0 in zip(cell.state_names, init):
             if s0 is not None:
                 getattr(buf, name)[0] = s0[order]
         if run:
             G = buf.G.reshape(run * B, -1)
+            W_xT, b = self._input_weights()
             if onehot:
-                np.take(self.W_x.T, xs.reshape(-1), axis=0, out=G)      # W_x o<w> = column w of W_x
+                np.take(W_xT, xs.reshape(-1), axis=0, out=G)           # W_x o<w> = column w of W_x
             else:
-                np.matmul(xs.reshape(run * B, -1), self.W_x.T, out=G)  # W_x x<t> for all t: one GEMM
-            G += self._b
-            W_h = self.W_h
-            for t in range(run):
-                cell.step(t, int(sizes[t]), buf, W_h)
+                np.matmul(xs.reshape(run * B, -1), W_xT, out=G)        # W_x x<t> for all t: one GEMM
+            G += b
+            with blas.blas_threads(blas.step_threads()):
+                cell.forward_loop(buf, self.W_h, sizes)
         out = np.zeros((B, T, self.hidden_size), dtype=self.dtype)
         if run:
             a_run = buf.a[1:]
@@ -225,17 +237,10 @@ class Recurrent(Layer):
             elif self.reverse:
                 dout_t = dout[order[None, :], tidx]
             else:
-                dout_t = dout[order, :run].transpose(1, 0, 2)
-            dz = np.zeros((run, B, cell.num_gates * H), dtype=self.dtype)
-            W_h = self.W_h
-            for t in range(run - 1, -1, -1):
-                n = int(sizes[t])
-                d = [c[:n] for c in carry]
-                if dout_t is not None:
-                    d[0] = d[0] + dout_t[t, :n]
-                new = cell.step_back(t, n, buf, W_h, d, dz[t, :n])
-                for c, v in zip(carry, new):
-                    c[:n] = v
+                dout_t = dout.swapaxes(0, 1)[:run, order]                # (run, B, H), one copy
+            dz = np.empty((run, B, cell.num_gates * H), dtype=self.dtype)
+            with blas.blas_threads(blas.step_threads()):
+                cell.backward_loop(buf, self.W_h, sizes, carry, dout_t, dz)
             flat = dz.reshape(run * B, -1)
             if onehot:
                 scatter_add_rows(self._dW[:, H:].T, xs.reshape(-1), flat)  # into the columns used
@@ -268,22 +273,33 @@ class Recurrent(Layer):
     def step(self, x_t, state=None):
         """One time step for generation: x_t (B, D) — or (B,) ids, one-hot — and the state -> new state.
 
-        Forward only (no cache), for feeding samples back one at a time.
+        Forward only (no cache), for feeding samples back one at a time; no buffer is zero-filled and,
+        at batch 1, the products are matrix-vector products (see :func:`seqmodels.cells.base.recur`).
         """
         cell = self.cell
         onehot = _is_ids(x_t)
         x_t = self._check_ids(x_t) if onehot else np.asarray(x_t, dtype=self.dtype)
-        B = x_t.shape[0]
-        buf = cell.alloc(1, B, self.dtype)
+        B, H = x_t.shape[0], self.hidden_size
+        buf = SimpleNamespace()
         for name, s0 in zip(cell.state_names, self._split_state(state, B, "state")):
-            if s0 is not None:
-                getattr(buf, name)[0] = s0
+            arr = np.empty((2, B, H), dtype=self.dtype)
+            arr[0] = 0.0 if s0 is None else s0
+            setattr(buf, name, arr)
+        for name in cell.extra_buffers:
+            setattr(buf, name, np.empty((1, B, H), dtype=self.dtype))
+        W_h = self.W_h
         if onehot:
-            np.take(self.W_x.T, x_t, axis=0, out=buf.G[0])
+            z = self.W_x.T[x_t]                                           # W_x o<w> = column w of W_x
+        elif B == 1 and cell.whole_product_step:
+            z = np.matmul(self._W, np.concatenate([buf.a[0, 0], x_t[0]]))[None]   # W [a; x]: one pass
+            W_h = None                                                    # (W_h a is in z already)
+        elif B == 1:
+            z = np.matmul(self.W_x, x_t[0])[None]                         # matrix-vector: one pass over W_x
         else:
-            np.matmul(x_t, self.W_x.T, out=buf.G[0])
-        buf.G[0] += self._b
-        cell.step(0, B, buf, self.W_h)
+            z = x_t @ self.W_x.T
+        z += self._b
+        buf.G = z[None]
+        cell.step(0, B, buf, W_h)
         return self._join_state([getattr(buf, name)[1] for name in cell.state_names])
 
 

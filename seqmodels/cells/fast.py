@@ -1,0 +1,106 @@
+"""The optional accelerator: the cells' time loops compiled with numba (``pip install seqmodels[fast]``).
+
+Each loop becomes one compiled call for the whole sequence: per step, one GEMM by NumPy's own
+OpenBLAS (called directly, accumulating into the gate buffer: ``G[t] += a<t-1> W_hᵀ``) and one fused
+pass over the gates, instead of a dozen NumPy calls and their Python overhead. The arithmetic is the
+NumPy loops' (same equations, same buffers, same order of operations per element), so results agree
+to rounding: float32 to a few ulp of float32 (a vectorisable ``tanh`` within 2.2 ulp of the exact
+value, see :mod:`seqmodels.cells.fast_kernels`). Only float32 runs compiled by default; float64 (for
+gradient checks) stays on the NumPy loops unless :func:`enabled` widens the dtypes — the tests run
+the kernels in float64 too and require agreement with NumPy to a few float64 ulp.
+
+Used automatically when numba is importable and NumPy's BLAS is OpenBLAS; off with the environment
+variable ``SEQMODELS_FAST=0`` or :func:`set_enabled(False) <set_enabled>`. Without numba everything
+runs in NumPy, unchanged.
+
+>>> from seqmodels.cells import fast
+>>> isinstance(fast.available(), bool)
+True
+>>> with fast.enabled(False):
+...     fast.is_enabled()
+False
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+import numpy as np
+
+__all__ = ["available", "is_enabled", "set_enabled", "enabled", "run", "why_unavailable"]
+
+_flag = {"on": os.environ.get("SEQMODELS_FAST", "1").strip().lower() not in ("0", "false", "no", "off"),
+         "dtypes": (np.dtype(np.float32),)}
+_loaded: dict = {}
+
+
+def _kernels():
+    """The compiled kernels module, or None (import error recorded in ``why_unavailable``)."""
+    if "module" not in _loaded:
+        try:
+            from . import fast_kernels
+            if fast_kernels.numba is None:
+                raise ImportError("numba is not installed (pip install 'seqmodels[fast]')")
+            fast_kernels.gemm_functions()          # raises when NumPy's BLAS has no cblas we can call
+            _loaded["module"], _loaded["why"] = fast_kernels, None
+        except Exception as e:                     # ImportError (no numba) or BLAS not found
+            _loaded["module"], _loaded["why"] = None, f"{type(e).__name__}: {e}"
+    return _loaded["module"]
+
+
+def available() -> bool:
+    """True when numba is installed and NumPy's OpenBLAS could be bound (the kernels can run)."""
+    return _kernels() is not None
+
+
+def why_unavailable() -> str | None:
+    """The reason :func:`available` is False (None when it is True)."""
+    _kernels()
+    return _loaded["why"]
+
+
+def is_enabled() -> bool:
+    """True when the compiled loops will be used (available and not switched off)."""
+    return _flag["on"] and available()
+
+
+def set_enabled(flag: bool) -> bool:
+    """Switch the compiled loops on or off for this process; returns the previous setting."""
+    before = _flag["on"]
+    _flag["on"] = bool(flag)
+    return before
+
+
+@contextmanager
+def enabled(flag: bool, dtypes=None):
+    """``with enabled(False): ...`` runs a block on the NumPy loops (tests compare the two).
+
+    ``dtypes`` (e.g. ``(np.float32, np.float64)``) widens the dtypes the compiled loops take for the
+    block; by default only float32 runs compiled, float64 (gradient checks, diagnostics) stays on the
+    NumPy loops so that its results do not depend on whether numba is installed.
+    """
+    before, before_dtypes = set_enabled(flag), _flag["dtypes"]
+    if dtypes is not None:
+        _flag["dtypes"] = tuple(np.dtype(d) for d in dtypes)
+    try:
+        yield
+    finally:
+        set_enabled(before)
+        _flag["dtypes"] = before_dtypes
+
+
+def run(name: str, cell, *args) -> bool:
+    """Run the compiled version of loop ``name`` (e.g. ``"lstm_forward"``) if possible.
+
+    Returns False (the caller then runs its NumPy loop) when switched off, unavailable, or the
+    arrays are not of an enabled dtype (float32 by default).
+    """
+    if not _flag["on"]:
+        return False
+    k = _kernels()
+    if k is None:
+        return False
+    if args[0].G.dtype not in _flag["dtypes"]:
+        return False
+    return getattr(k, name)(cell, *args)
