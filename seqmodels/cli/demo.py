@@ -49,6 +49,8 @@ def run_demo(args) -> int:
           f"{len(vocab) - 3} distinct characters", flush=True)
 
     # calibrate the number of steps to the time budget
+    probe = TrainConfig(optimizer="adam", lr=3e-3, steps=1, clip="norm", clip_value=5.0)
+    train(model, data, probe, progress=False)                    # warm-up (first-call costs)
     probe = TrainConfig(optimizer="adam", lr=3e-3, steps=3, clip="norm", clip_value=5.0)
     t0 = time.perf_counter()
     train(model, data, probe, progress=False)
@@ -60,7 +62,7 @@ def run_demo(args) -> int:
     before = model.evaluate(valid)
     print(f"\nbefore training: validation loss {before:.3f} nats/char (uniform guessing: "
           f"{math.log(len(vocab) - 3):.3f})\n\n  {'step':>6}  {'train loss':>10}  {'valid loss':>10}", flush=True)
-    history = History(step=3, tokens=3 * 32 * 64)
+    history = History(step=4, tokens=4 * 32 * 64)
 
     def on_eval(step, value):
         recent = [v for s, v in history.loss[-20:]]
@@ -71,7 +73,7 @@ def run_demo(args) -> int:
         on_eval(history.step, v)
         return v
 
-    bar = Progress(steps, "train", enabled=not args.no_progress, initial=3)
+    bar = Progress(steps, "train", enabled=not args.no_progress, initial=4)
     history = train(model, data, config, validate=validate, progress=bar, history=history)
     final = history.val_loss[-1][1]
     print(f"\ntrained {history.step} steps in {history.seconds:.0f}s: validation loss {before:.3f} -> "

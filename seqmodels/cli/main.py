@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "classifiers, translators, music generators.")
     parser.add_argument("--version", action="version", version=f"seqmodels {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="BLAS threads (default: all cores on an idle machine, 1 when other processes keep "
+                             "the cores busy — spinning BLAS workers then stall every time step)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
     for name in COMMAND_MODULES:
@@ -79,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _set_threads(args.threads)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -96,6 +100,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seqmodels {args.command}: internal error: {kind.__name__}: {value} "
               "(run again with --debug for the traceback and please report it)", file=sys.stderr)
         return 1
+
+
+def _set_threads(requested: int | None) -> None:
+    """Apply --threads; by default use one BLAS thread when the machine is already busy."""
+    import os
+    try:
+        from ..core import blas
+        if requested is not None:
+            blas.set_num_threads(max(int(requested), 1))
+        elif "OPENBLAS_NUM_THREADS" not in os.environ and os.getloadavg()[0] >= 1.0:
+            blas.set_num_threads(1)
+    except (OSError, RuntimeError, AttributeError, ImportError):
+        pass                                              # no controllable BLAS: leave it as it is
 
 
 def entry() -> None:
