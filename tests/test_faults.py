@@ -28,7 +28,7 @@ TINY = ["--hidden", "8", "--layers", "1", "--seq-len", "10", "--batch-size", "4"
         "--valid-fraction", "0"]
 EXACT = ["--hidden", "8", "--layers", "2", "--dropout", "0.2", "--seq-len", "10", "--batch-size", "4",
          "--no-progress", "--valid-fraction", "0", "--float64", "--seed", "3", "--checkpoint-every", "1"]
-ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "SEQMODELS_FAST": "0",  # no JIT compile pauses
        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
