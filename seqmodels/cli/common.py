@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..core.errors import ConfigError
+from ..core.errors import CheckpointError, ConfigError
 from ..training.loop import TrainConfig
 
 
@@ -139,6 +139,20 @@ def check_output_dir(path: str | os.PathLike, *, resume: bool = False) -> Path:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a directory")
     return out
+
+
+MODEL_SUBDIR = "model"
+
+
+def resolve_checkpoint(path, command: str = "train") -> Path:
+    """A run directory (holding model/) or a checkpoint directory -> the checkpoint directory."""
+    p = Path(path)
+    if (p / MODEL_SUBDIR / "checkpoint.json").exists() or (p / f".{MODEL_SUBDIR}.old").exists():
+        return p / MODEL_SUBDIR
+    if (p / "checkpoint.json").exists():
+        return p
+    what = "no such directory" if not p.exists() else f"no checkpoint.json here or in {p / MODEL_SUBDIR}"
+    raise CheckpointError(f"{p}: {what}; expected a run directory written by 'seqmodels {command}'")
 
 
 def log(message: str) -> None:

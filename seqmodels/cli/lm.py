@@ -23,6 +23,7 @@ from ..models.language_model import LanguageModel
 from ..models.ngram import NGramLM
 from ..text import Vocabulary
 from ..training.loop import History, TrainConfig
+from .common import resolve_checkpoint as _resolve_checkpoint
 from .common import (add_model_arguments, add_training_arguments, cell_options, dtype_of, log, plot_history,
                      positive_float, positive_int, probability, train_config, write_json)
 
@@ -51,15 +52,7 @@ def build_vocab(text: str, args) -> Vocabulary:
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A run directory (with model/) or a checkpoint directory -> the checkpoint directory."""
-    p = Path(path)
-    if (p / MODEL_SUBDIR / "checkpoint.json").exists() or (p / f".{MODEL_SUBDIR}.old").exists():
-        return p / MODEL_SUBDIR
-    if (p / "checkpoint.json").exists():
-        return p
-    if not p.exists():
-        raise CheckpointError(f"{p}: no such directory; expected a run directory written by 'seqmodels train'")
-    raise CheckpointError(f"{p}: no checkpoint.json here or in {p / MODEL_SUBDIR}; expected a run directory "
-                          "written by 'seqmodels train'")
+    return _resolve_checkpoint(path, "train")
 
 
 def load_lm(path) -> LanguageModel:

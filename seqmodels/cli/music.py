@@ -26,6 +26,7 @@ from ..data.readers import read_piano_roll_json
 from ..models.base import Model
 from ..models.generator import SequenceGenerator
 from ..training.loop import TrainConfig
+from .common import resolve_checkpoint as _resolve_checkpoint
 from .common import (add_model_arguments, add_training_arguments, cell_options, dtype_of, log, plot_history,
                      positive_float, positive_int, probability, train_config, write_json)
 
@@ -105,14 +106,8 @@ def note_range(spec: str, splits: dict) -> tuple[int, int]:
 
 
 def resolve_checkpoint(path) -> Path:
-    p = Path(path)
-    if (p / MODEL_SUBDIR / "checkpoint.json").exists() or (p / f".{MODEL_SUBDIR}.old").exists():
-        return p / MODEL_SUBDIR
-    if (p / "checkpoint.json").exists():
-        return p
-    raise CheckpointError(f"{p}: no checkpoint.json here or in {p / MODEL_SUBDIR}; expected a run directory "
-                          "written by 'seqmodels music train'")
-
+    """A run directory (holding model/) or a checkpoint directory -> the checkpoint directory."""
+    return _resolve_checkpoint(path, "music train")
 
 def load_run(path) -> tuple[SequenceGenerator, dict]:
     """The generator of a run (or checkpoint) directory and its ``run.json`` (empty when absent)."""

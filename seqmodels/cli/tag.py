@@ -27,6 +27,7 @@ from ..models.tagger import Tagger
 from ..text import word_tokenize
 from ..training.loop import TrainConfig
 from ..training.progress import Progress
+from .common import resolve_checkpoint as _resolve_checkpoint
 from .common import (add_model_arguments, add_training_arguments, cell_options, dtype_of, log, plot_history,
                      positive_int, probability, train_config, write_json)
 
@@ -36,16 +37,7 @@ MODEL_SUBDIR = "model"
 # ------------------------------------------------------------------ shared with classify
 def resolve_checkpoint(path) -> Path:
     """A run directory (holding model/) or a checkpoint directory -> the checkpoint directory."""
-    p = Path(path)
-    if (p / MODEL_SUBDIR / "checkpoint.json").exists() or (p / f".{MODEL_SUBDIR}.old").exists():
-        return p / MODEL_SUBDIR
-    if (p / "checkpoint.json").exists():
-        return p
-    if not p.exists():
-        raise CheckpointError(f"{p}: no such directory; expected a run directory written by a 'train' command")
-    raise CheckpointError(f"{p}: no checkpoint.json here or in {p / MODEL_SUBDIR}; expected a run directory "
-                          "written by a 'train' command")
-
+    return _resolve_checkpoint(path, "tag train' or 'seqmodels classify train")
 
 def load_model(path, cls, *, return_checkpoint: bool = False):
     """Load the model in a run/checkpoint directory, insisting on its class."""

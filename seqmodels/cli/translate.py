@@ -26,6 +26,7 @@ from ..models.base import Model
 from ..models.seq2seq import PENALTIES, Seq2Seq
 from ..training.loop import TrainConfig
 from ..training.progress import Progress
+from .common import resolve_checkpoint as _resolve_checkpoint
 from .common import (add_model_arguments, add_training_arguments, cell_options, dtype_of, log, plot_history,
                      positive_int, probability, train_config, write_json)
 
@@ -34,15 +35,8 @@ DATA_KEYS = ("train", "dates", "valid", "valid_fraction", "max_words", "batch_si
 
 
 def resolve_checkpoint(path) -> Path:
-    """A run directory (with model/) or a checkpoint directory -> the checkpoint directory."""
-    p = Path(path)
-    if (p / MODEL_SUBDIR / "checkpoint.json").exists() or (p / f".{MODEL_SUBDIR}.old").exists():
-        return p / MODEL_SUBDIR
-    if (p / "checkpoint.json").exists():
-        return p
-    what = "no such directory" if not p.exists() else f"no checkpoint.json here or in {p / MODEL_SUBDIR}"
-    raise CheckpointError(f"{p}: {what}; expected a run directory written by 'seqmodels translate train'")
-
+    """A run directory (holding model/) or a checkpoint directory -> the checkpoint directory."""
+    return _resolve_checkpoint(path, "translate train")
 
 def load_translator(path, *, return_checkpoint: bool = False):
     model, ck = Model.load(resolve_checkpoint(path), return_checkpoint=True)
