@@ -19,11 +19,13 @@ from .models.language_model import LanguageModel
 from .models.ngram import NGramLM
 from .models.seq2seq import Seq2Seq
 from .models.generator import SequenceGenerator
+from .models.tagger import Tagger
+from .models.classifier import Classifier
 
 __all__ = [
     "__version__", "RNN", "GRU", "LSTM", "LSTMState", "Recurrent", "Bidirectional", "BiState", "Stack",
     "Dense", "Embedding", "Layer", "ParamDict", "make_recurrent", "Model", "load_model", "LanguageModel",
-    "NGramLM", "Seq2Seq", "SequenceGenerator", "core", "data", "diagnostics", "interop", "io", "text", "training",
+    "NGramLM", "Seq2Seq", "SequenceGenerator", "Tagger", "Classifier", "core", "data", "diagnostics", "interop", "io", "text", "training",
     "SeqModelsError", "ConfigError", "ShapeError", "DTypeError", "DataError", "CheckpointError",
     "NonFiniteError",
 ]
