@@ -93,7 +93,13 @@ def main(argv=None) -> int:
         print(f"best GEMM, {n} thread(s): {g['installed']['gflops']:.0f} GFLOP/s as installed "
               f"({g['installed']['corename']}), {g['SkylakeX']['gflops']:.0f} with OPENBLAS_CORETYPE=SkylakeX, "
               f"{g['Haswell']['gflops']:.0f} with Haswell (AVX2)")
-    rows = []
+    rows, rss = [], []
+    out = args.out or ("train-quick.json" if args.quick else "train.json")
+
+    def save():                                       # after every row: an interrupted run keeps its rows
+        return write_json(out, {"machine": info, "fast": fast.is_enabled(), "step_threads": blas.step_threads(),
+                                "gemm": gemm, "rows": rows, "rss": rss, "args": vars(args)})
+
     head = (f"{'config':10} {'cell':14} {'thr':>3} {'seqmodels':>10} {'torch':>9} {'speed':>6} {'GFLOP/s':>8} "
             f"{'bound':>7} {'of bound':>8} {'vs plain':>8}")
     for n in args.threads:
@@ -114,24 +120,22 @@ def main(argv=None) -> int:
                 if base is not None:
                     row["vs_plain"] = base["ms"]["seqmodels"] / row["ms"]["seqmodels"]
                 rows.append(row)
+                save()
                 print(f"{name:10} {cell:14} {n:>3} {row['ms']['seqmodels']:>8.1f}ms "
                       f"{fmt(row['ms'].get('torch'), '>7.1f', 'ms')} {fmt(row.get('speed'), '>5.2f', 'x')} "
                       f"{row['gflops']:>8.0f} {row['bound_ms']:>5.1f}ms {row['of_bound']:>8.0%} "
                       f"{fmt(row.get('vs_plain'), '>7.2f', 'x')}", flush=True)
-    rss = []
     if not args.no_rss:
         print("\npeak RSS of 5 training steps, fresh process each (MiB; 'after import' = before the model is built)")
         for name in args.configs:
             cfg = CONFIGS[name]
             got = {fw: peak_rss(fw, "lstm", cfg, threads=max(args.threads)) for fw in ("seqmodels", "torch")}
             rss.append({"config": name, "cell": "lstm", **got})
+            save()
             print(f"  {name:10} lstm  seqmodels {got['seqmodels']['peak_mb']:7.0f} (after import "
                   f"{got['seqmodels']['base_mb']:.0f})   torch {got['torch']['peak_mb']:7.0f} (after import "
                   f"{got['torch']['base_mb']:.0f})")
-    out = args.out or ("train-quick.json" if args.quick else "train.json")
-    path = write_json(out, {"machine": info, "fast": fast.is_enabled(), "step_threads": blas.step_threads(),
-                            "gemm": gemm, "rows": rows, "rss": rss,
-                            "args": vars(args)})
+    path = save()
     print(f"\nwrote {path}")
     return 0
 

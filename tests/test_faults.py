@@ -39,9 +39,16 @@ def corpus(tmp_path_factory):
     return path
 
 
+def _default_sigint() -> None:
+    # a shell without job control starts background jobs with SIGINT ignored, and children inherit that;
+    # give the training process the SIGINT a user's terminal would deliver
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(*args) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "seqmodels", "train", *map(str, args)], cwd=REPO, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
 
 
 def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:

@@ -176,7 +176,7 @@ class Recurrent(Layer):
             xs = x[order[None, :], tidx]                                # (run, B, D) or (run, B) ids
         else:
             tidx = None
-            xs = x.swapaxes(0, 1)[:run, order]                          # (run, B, D) time-major, one copy
+            xs = _time_major(x, order, run)                             # (run, B, D), one copy
         buf = cell.alloc(run, B, self.dtype)
         for name, s0 in zip(cell.state_names, init):
             if s0 is not None:
@@ -237,7 +237,7 @@ class Recurrent(Layer):
             elif self.reverse:
                 dout_t = dout[order[None, :], tidx]
             else:
-                dout_t = dout.swapaxes(0, 1)[:run, order]                # (run, B, H), one copy
+                dout_t = _time_major(dout, order, run)                   # (run, B, H), one copy
             dz = np.empty((run, B, cell.num_gates * H), dtype=self.dtype)
             with blas.blas_threads(blas.step_threads()):
                 cell.backward_loop(buf, self.W_h, sizes, carry, dout_t, dz)
@@ -301,6 +301,13 @@ class Recurrent(Layer):
         buf.G = z[None]
         cell.step(0, B, buf, W_h)
         return self._join_state([getattr(buf, name)[1] for name in cell.state_names])
+
+
+def _time_major(x: np.ndarray, order: np.ndarray, run: int) -> np.ndarray:
+    """``x[order, :run]`` time-major, (run, B, ...) C-contiguous, in one copy."""
+    out = np.empty((run, order.shape[0]) + x.shape[2:], dtype=x.dtype)
+    np.take(x.swapaxes(0, 1)[:run], order, axis=1, out=out)
+    return out
 
 
 def _is_ids(x) -> bool:
