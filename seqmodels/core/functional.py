@@ -397,3 +397,16 @@ def sigmoid_cross_entropy(logits, targets, lengths=None, mask=None, reduction: s
         loss /= count
         grad *= 1.0 / count
     return loss, grad
+
+
+def inverted_dropout(h: np.ndarray, p: float, rng: np.random.Generator):
+    """Inverted dropout: ``(h * mask, mask)`` with ``mask = [u < 1 - p] / (1 - p)``, u ~ U(0, 1) per element.
+
+    The expected value of every unit is unchanged, so nothing is rescaled at inference. The backward pass
+    is ``dh * mask``. Returns ``(h, None)`` when ``p == 0``.
+    """
+    if p <= 0:
+        return h, None
+    keep = 1.0 - p
+    mask = (rng.random(h.shape) < keep).astype(h.dtype) / keep
+    return h * mask, mask

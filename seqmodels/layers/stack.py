@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..core.functional import inverted_dropout
 from ..core.errors import ConfigError, DTypeError, check_probability
 from ..core.init import as_generator
 from ..core.params import ParamDict
@@ -86,10 +87,8 @@ class Stack(Layer):
             finals.append(fin)
             caches.append(cache)
             mask = None
-            if self.training and self.dropout > 0 and i < len(self.layers) - 1:
-                keep = 1.0 - self.dropout
-                mask = (self.rng.random(h.shape) < keep).astype(h.dtype) / keep
-                h = h * mask
+            if self.training and i < len(self.layers) - 1:
+                h, mask = inverted_dropout(h, self.dropout, self.rng)
             masks.append(mask)
         return h, tuple(finals), (caches, masks)
 

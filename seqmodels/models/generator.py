@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.errors import ConfigError, DataError, ShapeError, check_choice, check_positive_int, check_probability
-from ..core.functional import sigmoid, sigmoid_cross_entropy
+from ..core.functional import inverted_dropout, sigmoid, sigmoid_cross_entropy
 from ..core.init import as_generator
 from ..data.midi import notes_to_roll, roll_to_notes
 from ..layers import Dense, Stack, make_recurrent
@@ -183,10 +183,8 @@ class SequenceGenerator(Model):
             raise ShapeError(f"x: expected frames of shape (B, T, {self.num_notes}), got {x.shape}")
         h, state, c_rnn = self.rnn.forward(x, lengths, state)
         mask = None
-        if self.training and self.dropout > 0:
-            keep = 1.0 - self.dropout
-            mask = (self._drop_rng.random(h.shape) < keep).astype(h.dtype) / keep
-            h = h * mask
+        if self.training:
+            h, mask = inverted_dropout(h, self.dropout, self._drop_rng)
         logits, _, c_head = self.head.forward(h)
         return logits, state, (c_rnn, c_head, mask)
 

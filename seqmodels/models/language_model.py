@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..core.errors import ConfigError, DataError, check_choice, check_positive_int, check_probability
-from ..core.functional import softmax_cross_entropy
+from ..core.functional import inverted_dropout, softmax_cross_entropy
 from ..core.init import as_generator
 from ..layers import Dense, Embedding, Stack, make_recurrent
 from ..sampling import check_temperature, sample_next
@@ -121,10 +121,8 @@ class LanguageModel(Model):
             x, c_emb = np.asarray(ids), None                  # one-hot, looked up inside the first layer
         h, state, c_rnn = self.rnn.forward(x, lengths, state)
         mask = None
-        if self.training and self.dropout > 0:
-            keep = 1.0 - self.dropout
-            mask = (self._drop_rng.random(h.shape) < keep).astype(h.dtype) / keep
-            h = h * mask
+        if self.training:
+            h, mask = inverted_dropout(h, self.dropout, self._drop_rng)
         logits, _, c_head = self.head.forward(h)
         return logits, state, (c_emb, c_rnn, c_head, mask)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.functional import inverted_dropout
 from ..core.errors import ConfigError, DataError, DTypeError, ShapeError, check_choice
 from ..core.errors import check_positive_int, check_probability
 from ..core.init import as_generator
@@ -145,11 +146,7 @@ class SupervisedRNN(Model):
     # ----------------------------------------------------------------- encoder
     def _drop(self, h):
         """Inverted dropout while training: (h * mask, mask), mask None when off."""
-        if not (self.training and self.dropout > 0):
-            return h, None
-        keep = 1.0 - self.dropout
-        mask = (self._rng.random(h.shape) < keep).astype(h.dtype) / keep
-        return h * mask, mask
+        return inverted_dropout(h, self.dropout if self.training else 0.0, self._rng)
 
     def encode(self, ids, lengths):
         """ids (B, T), lengths (B,) -> encoder outputs (B, T, H') and the cache for :meth:`encode_backward`."""
