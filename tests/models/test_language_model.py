@@ -81,7 +81,11 @@ def test_sampling_is_seeded_batched_and_stops_at_eos():
     assert a == b and len(a) == 5
     assert lm.sample(5, 30, seed=4) != a
     assert all(len(s) <= 30 and "\n" not in s for s in a)          # <EOS> ends a sample in lines mode
-    assert all(len(s) == 30 for s in lm.sample(3, 30, seed=1, stop_at_eos=False) if "\n" not in s)
+    ids, lengths = lm.sample_ids(3, 30, seed=1, stop_at_eos=False)
+    assert ids.shape == (3, 30) and (lengths == 30).all()            # no stop: every row runs to max_len
+    ids, lengths = lm.sample_ids(8, 30, seed=1)
+    for row, n in zip(ids, lengths):                                  # a stopped row ends exactly at <EOS>
+        assert (row[:n] != lm.vocab.eos_id).all() and (n == 30 or row[n] == lm.vocab.eos_id)
 
 
 def test_reject_unk_never_emits_unk_even_when_it_dominates():
