@@ -180,7 +180,7 @@ def _record_layer(layer: Recurrent, cache, dout, dstate, name: str, norm: str | 
         dout = np.asarray(dout, dtype=dtype)
         if dout.shape != (B, T, H):
             raise ShapeError(f"dout for {name}: expected shape {(B, T, H)}, got {dout.shape}")
-    parts = layer._split_state(dstate, B, "dstate")
+    parts = layer.split_state(dstate, B, "dstate")
     carry = [np.zeros((B, H), dtype) if p is None else p[order].astype(dtype) for p in parts]
     rec = np.zeros((S, run, B, H), dtype=dtype)
     dz = np.zeros((run, B, cell.num_gates * H), dtype=dtype)

@@ -123,7 +123,7 @@ class Recurrent(Layer):
         z = np.zeros((batch, self.hidden_size), dtype=self.dtype)
         return LSTMState(z, z.copy()) if len(self.cell.state_names) == 2 else z
 
-    def _split_state(self, state, batch: int, name: str) -> tuple:
+    def split_state(self, state, batch: int, name: str) -> tuple:
         """State (batch-first) -> tuple of (B, H) arrays in ``cell.state_names`` order."""
         names = self.cell.state_names
         if state is None:
@@ -138,7 +138,7 @@ class Recurrent(Layer):
                                                                f"{name}.{n}")
                      for s, n in zip(state, names))
 
-    def _join_state(self, parts):
+    def join_state(self, parts):
         return LSTMState(*parts) if len(parts) == 2 else parts[0]
 
     @staticmethod
@@ -165,7 +165,7 @@ class Recurrent(Layer):
         x = self._check_ids(x) if onehot else check_sequence(x, self.input_size, self.dtype)
         B, T = x.shape[:2]
         lengths = check_lengths(lengths, B, T)
-        init = self._split_state(state, B, "state")
+        init = self.split_state(state, B, "state")
         cell = self.cell
         order = np.argsort(-lengths, kind="stable")
         slen = lengths[order]
@@ -205,7 +205,7 @@ class Recurrent(Layer):
             s[order] = getattr(buf, name)[slen, cols]                # state at each row's last step
             final.append(s)
         cache = RecurrentCache(order, tidx, slen, sizes, xs, buf, T, run)
-        return out, self._join_state(final), cache
+        return out, self.join_state(final), cache
 
     # --------------------------------------------------------------- backward
     def backward(self, dout, cache: RecurrentCache, dstate=None):
@@ -227,7 +227,7 @@ class Recurrent(Layer):
             if dout.shape != (B, T, H):
                 raise ShapeError(f"dout: expected shape {(B, T, H)}, got {dout.shape}")
         carry = []
-        for part in self._split_state(dstate, B, "dstate"):
+        for part in self.split_state(dstate, B, "dstate"):
             carry.append(np.zeros((B, H), self.dtype) if part is None else part[order].astype(self.dtype))
         onehot = xs.ndim == 2
         dx = None if onehot else np.zeros((B, T, self.input_size), dtype=self.dtype)
@@ -259,7 +259,7 @@ class Recurrent(Layer):
             s = np.empty_like(c)
             s[order] = c
             d0.append(s)
-        return dx, self._join_state(d0)
+        return dx, self.join_state(d0)
 
 
     def _check_ids(self, ids) -> np.ndarray:
@@ -275,18 +275,13 @@ class Recurrent(Layer):
 
         Forward only (no cache), for feeding samples back one at a time; no buffer is zero-filled and,
         at batch 1, the products are matrix-vector products (see :func:`seqmodels.cells.base.recur`).
+        A loop of many steps over one batch runs faster in a :class:`Stepper`.
         """
         cell = self.cell
         onehot = _is_ids(x_t)
         x_t = self._check_ids(x_t) if onehot else np.asarray(x_t, dtype=self.dtype)
-        B, H = x_t.shape[0], self.hidden_size
-        buf = SimpleNamespace()
-        for name, s0 in zip(cell.state_names, self._split_state(state, B, "state")):
-            arr = np.empty((2, B, H), dtype=self.dtype)
-            arr[0] = 0.0 if s0 is None else s0
-            setattr(buf, name, arr)
-        for name in cell.extra_buffers:
-            setattr(buf, name, np.empty((1, B, H), dtype=self.dtype))
+        B = x_t.shape[0]
+        buf = _step_buffers(self, state, B)
         W_h = self.W_h
         if onehot:
             z = self.W_x.T[x_t]                                           # W_x o<w> = column w of W_x
@@ -300,7 +295,79 @@ class Recurrent(Layer):
         z += self._b
         buf.G = z[None]
         cell.step(0, B, buf, W_h)
-        return self._join_state([getattr(buf, name)[1] for name in cell.state_names])
+        return self.join_state([getattr(buf, name)[1] for name in cell.state_names])
+
+    def input_table(self, embedding: np.ndarray | None = None) -> np.ndarray:
+        """``W_x x + b`` for every token of a vocabulary at once: (V, G*H).
+
+        ``embedding`` (V, D) gives the input vector of each token; ``None`` means one-hot input over
+        ``input_size`` tokens (the table is then ``W_xᵀ + b``). Row w is exactly what the layer adds
+        for token w at every step, so a generator that feeds back token ids can look the whole input
+        projection up (``step(table[ids], state, projected=True)``) instead of multiplying by W_x.
+        """
+        if embedding is None:
+            return self.W_x.T + self._b
+        E = np.asarray(embedding, dtype=self.dtype)
+        if E.ndim != 2 or E.shape[1] != self.input_size:
+            raise ShapeError(f"input_table: embedding must be (V, {self.input_size}), got {E.shape}")
+        return E @ self.W_x.T + self._b
+
+
+class Stepper:
+    """Runs a layer forward one step at a time over a fixed batch: generation's inner loop.
+
+    Unlike :meth:`Recurrent.step`, it copies ``W_h`` contiguous once (a matrix-vector product with the
+    strided view of the fused weights takes about twice as long), allocates its buffers once, and reads
+    token ids as rows of the input table ``W_x x + b`` (:meth:`Recurrent.input_table`; ``embedding``
+    gives each token's input vector, default one-hot). The weights are those at construction. Each call
+    returns the new state as views of its buffers, valid until the next call.
+
+    >>> import numpy as np, seqmodels as sm
+    >>> lstm = sm.LSTM(4, 3, seed=0)
+    >>> step = Stepper(lstm, batch=2)
+    >>> a, c = step(np.array([1, 2]))
+    >>> bool(np.allclose(a, lstm.step(np.array([1, 2])).a))
+    True
+    """
+
+    def __init__(self, layer: Recurrent, batch: int, state=None, *, embedding: np.ndarray | None = None):
+        self.layer, self.cell, self.batch = layer, layer.cell, check_positive_int("batch", batch)
+        self.W_h = np.ascontiguousarray(layer.W_h)
+        self.W_x, self.b = np.ascontiguousarray(layer.W_x), layer._b.copy()
+        self.embedding, self.table = embedding, None
+        self.buf = _step_buffers(layer, state, self.batch)
+        self.buf.G = np.empty((1, self.batch, self.b.shape[0]), dtype=layer.dtype)
+        self.states = [getattr(self.buf, name) for name in self.cell.state_names]
+
+    def __call__(self, x) -> np.ndarray | LSTMState:
+        """Advance one step: ``x`` is (B,) token ids or (B, D) input vectors."""
+        z = self.buf.G[0]
+        if _is_ids(x):
+            if self.table is None:
+                self.table = self.layer.input_table(self.embedding)
+            np.take(self.table, x, axis=0, out=z)
+        elif self.batch == 1:
+            np.matmul(self.W_x, np.asarray(x, dtype=z.dtype)[0], out=z[0])
+            z += self.b
+        else:
+            np.matmul(np.asarray(x, dtype=z.dtype), self.W_x.T, out=z)
+            z += self.b
+        self.cell.step(0, self.batch, self.buf, self.W_h)
+        for s in self.states:
+            s[0] = s[1]
+        return self.layer.join_state([s[0] for s in self.states])
+
+
+def _step_buffers(layer: Recurrent, state, B: int) -> SimpleNamespace:
+    """The cell's buffers for one step at batch B: each state (2, B, H) with slot 0 = ``state`` (or 0)."""
+    buf = SimpleNamespace()
+    for name, s0 in zip(layer.cell.state_names, layer.split_state(state, B, "state")):
+        arr = np.empty((2, B, layer.hidden_size), dtype=layer.dtype)
+        arr[0] = 0.0 if s0 is None else s0
+        setattr(buf, name, arr)
+    for name in layer.cell.extra_buffers:
+        setattr(buf, name, np.empty((1, B, layer.hidden_size), dtype=layer.dtype))
+    return buf
 
 
 def _time_major(x: np.ndarray, order: np.ndarray, run: int) -> np.ndarray:

@@ -20,8 +20,8 @@ import numpy as np
 from ..core.errors import ConfigError, DataError, check_choice, check_positive_int, check_probability
 from ..core.functional import inverted_dropout, softmax_cross_entropy
 from ..core.init import as_generator
-from ..layers import Dense, Embedding, Stack, make_recurrent
-from ..sampling import check_temperature, sample_next
+from ..layers import Dense, Embedding, Stack, Stepper, make_recurrent
+from ..sampling import TokenSampler
 from ..text import SequenceBatcher, StreamBatcher, Vocabulary
 from ..training.loop import History, TrainConfig, train
 from .base import Model
@@ -263,7 +263,7 @@ class LanguageModel(Model):
             states = []
             for i, layer in enumerate(self.rnn.layers):
                 parts = [carry[f"{i}.{j}"] for j in range(len(layer.cell.state_names))]
-                states.append(layer._join_state(parts))
+                states.append(layer.join_state(parts))
             self._carry = tuple(states)
         return History.from_dict(ck.meta["history"])
 
@@ -322,15 +322,13 @@ class LanguageModel(Model):
         """Like :meth:`sample`, returning ids (num, max_len) and each row's length (the <EOS> excluded)."""
         num = check_positive_int("num", num)
         max_len = check_positive_int("max_len", max_len)
-        if not greedy:
-            check_temperature(temperature)
         stop_at_eos = self.mode == "lines" if stop_at_eos is None else stop_at_eos
-        rng = as_generator(seed)
+        banned = [self.vocab.pad_id] + ([self.vocab.unk_id] if reject_unk else [])
+        draw = TokenSampler(as_generator(seed), temperature=temperature, top_k=top_k, greedy=greedy, banned=banned)
         try:
             prime_ids = self.vocab.encode(prime) if prime else np.zeros(0, np.int32)   # unknown words: <UNK>
         except DataError as e:
             raise DataError(f"prime: {e}") from None
-        banned = [self.vocab.pad_id] + ([self.vocab.unk_id] if reject_unk else [])
         was = self.training
         self.eval()
         try:
@@ -341,8 +339,9 @@ class LanguageModel(Model):
             out = np.zeros((num, max_len), np.int64)
             done = np.zeros(num, bool)
             length = np.full(num, max_len)
+            step = self._stepper(state, num, num * max_len)
             for t in range(max_len):
-                ids = sample_next(last, rng, temperature=temperature, top_k=top_k, greedy=greedy, banned=banned)
+                ids = draw(last)
                 out[:, t] = ids
                 if stop_at_eos:
                     newly = (ids == self.vocab.eos_id) & ~done
@@ -350,7 +349,7 @@ class LanguageModel(Model):
                     done |= newly
                     if done.all():
                         break
-                last, state = self._step(ids, state)
+                last = step(ids)
         finally:
             self.train(was)
         return out, length
@@ -365,6 +364,29 @@ class LanguageModel(Model):
             x = s[0] if isinstance(s, tuple) else s
         logits = x @ self.head.params["W_y"].T + self.head.params["b_y"]
         return logits, tuple(new)
+
+    def _stepper(self, state, batch: int, tokens: int):
+        """The network one step at a time for sampling ``tokens`` ids in total: (B,) ids -> logits (B, V).
+
+        Each layer runs in a :class:`~seqmodels.layers.recurrent.Stepper`; the first one looks its input
+        projection up in a (V, G*H) table (embedding and ``W_x`` folded: the same numbers, one pass over
+        ``W_x`` fewer per token) when building the table costs less than the products it replaces."""
+        E = None if self.embedding is None else self.embedding.params["W_e"]
+        table = E is None or len(self.vocab) <= tokens
+        steppers = [Stepper(layer, batch, s, embedding=E if i == 0 else None)
+                    for i, (layer, s) in enumerate(zip(self.rnn.layers, state))]
+        W_yT, b_y = np.ascontiguousarray(self.head.params["W_y"].T), self.head.params["b_y"]
+        out = np.empty((batch, b_y.shape[0]), dtype=b_y.dtype)
+
+        def step(ids):
+            x = ids if table else E[ids]
+            for stepper in steppers:
+                s = stepper(x)
+                x = s[0] if isinstance(s, tuple) else s
+            np.matmul(x, W_yT, out=out)
+            np.add(out, b_y, out=out)
+            return out
+        return step
 
     def _decode_stream(self, ids: np.ndarray) -> str:
         """Decode ids, turning <EOS> into line breaks."""

@@ -144,6 +144,37 @@ def test_generation_step_does_not_modify_the_given_state(rng):
         np.testing.assert_array_equal(b, s)
 
 
+@pytest.mark.parametrize("name", sorted(CELLS))
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("inputs", ["vectors", "ids", "embedded ids"])
+def test_stepper_equals_forward_over_a_whole_sequence(name, batch, inputs, rng):
+    layer, T = make(name), 7
+    s0 = random_state(layer, batch, rng)
+    E = rng.standard_normal((3, 3)) if inputs == "embedded ids" else None
+    ids = rng.integers(0, 3, size=(batch, T))
+    x = rng.standard_normal((batch, T, 3)) if inputs == "vectors" else ids
+    out, final, _ = layer.forward(x if E is None else E[ids], state=s0)
+    step = sm.layers.Stepper(layer, batch, s0, embedding=E)
+    for t in range(T):
+        s = step(x[:, t])
+        a = s[0] if isinstance(s, tuple) else s
+        np.testing.assert_allclose(a, out[:, t], rtol=1e-12, atol=1e-14, err_msg=f"step {t}")
+    for g, w in zip(s if isinstance(s, tuple) else (s,), final if isinstance(final, tuple) else (final,)):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-14)
+
+
+def test_stepper_leaves_the_layer_and_the_given_state_alone(rng):
+    layer = make("lstm")
+    s0 = random_state(layer, 2, rng)
+    before = [s.copy() for s in s0] + [p.copy() for p in layer.params.values()]
+    step = sm.layers.Stepper(layer, 2, s0)
+    for _ in range(3):
+        step(np.array([0, 2]))
+    after = list(s0) + list(layer.params.values())
+    for b, a in zip(before, after):
+        np.testing.assert_array_equal(b, a)
+
+
 def test_chunks_cover_every_step_once_from_the_end():
     for steps, per in [(0, 10), (1, 1 << 30), (7, 1 << 17), (100, 1)]:
         got = list(chunks_backwards(steps, per))

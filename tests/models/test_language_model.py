@@ -60,6 +60,42 @@ def test_log_prob_is_the_sum_of_per_step_softmax_log_probabilities():
     assert lm.perplexity("the cat") == pytest.approx(math.exp(-r.total / 8))
 
 
+@pytest.mark.parametrize("embedding_dim", [None, 6])
+@pytest.mark.parametrize("max_len", [3, 40])       # 3 tokens < V: the embedding is not folded into a table
+def test_sampling_runs_the_network_step_by_step(embedding_dim, max_len):
+    vocab = small().vocab
+    lm = LanguageModel(vocab, "gru", 8, 2, embedding_dim=embedding_dim, dtype=np.float64, seed=1)
+    seed = 5
+    got, lengths = lm.sample_ids(1, max_len, prime="the", seed=seed, stop_at_eos=False)
+    # independent computation: the plain one-step path and the drawing rule written out
+    rng = np.random.default_rng(seed)
+    state = tuple(layer.zero_state(1) for layer in lm.rnn.layers)
+    for tok in [lm.vocab.eos_id, *lm.vocab.encode("the")]:
+        logits, state = lm._step(np.array([tok]), state)
+    banned = [lm.vocab.pad_id, lm.vocab.unk_id]
+    want = []
+    for _ in range(max_len):
+        z = logits[0].astype(np.float64)
+        z[banned] = -np.inf
+        p = np.exp(z - z.max())
+        cdf = np.cumsum(p)
+        tok = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
+        want.append(tok)
+        logits, state = lm._step(np.array([tok]), state)
+    assert got[0].tolist() == want and lengths.tolist() == [max_len]
+
+
+def test_drawn_tokens_follow_the_softmax_and_never_a_banned_or_impossible_one():
+    from seqmodels.sampling import sample_next
+    with np.errstate(divide="ignore"):
+        logits = np.log(np.array([[0.0, 0.1, 0.2, 0.3, 0.0, 0.4]]))            # tokens 0 and 4: -inf
+    logits = np.repeat(logits, 20_000, axis=0)
+    ids = sample_next(logits, np.random.default_rng(0), banned=[3])
+    freq = np.bincount(ids, minlength=6) / ids.size
+    assert freq[0] == freq[3] == freq[4] == 0
+    np.testing.assert_allclose(freq[[1, 2, 5]], np.array([0.1, 0.2, 0.4]) / 0.7, atol=0.012)   # ~4 sigma
+
+
 def test_training_lowers_loss_and_prefers_the_seen_sentence():
     lm = small(dtype=np.float32, num_layers=1)
     lm = LanguageModel(lm.vocab, "lstm", 32, 1, mode="lines", seed=0)
