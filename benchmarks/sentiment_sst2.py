@@ -56,7 +56,7 @@ def train_one(seed: int, X, y, Xd, yd, args):
             best.update(accuracy=acc, step=step, params={k: v.copy() for k, v in clf.params.items()})
 
     clf.fit(X, y, valid=(Xd, yd), batch_size=args.batch_size, seed=seed, epochs=args.epochs, lr=args.lr,
-            eval_every=args.eval_every, on_eval=on_eval, progress=False)
+            eval_every=args.eval_every, on_eval=on_eval, progress=False, average=args.average or None)
     seconds, wall = time.process_time() - c0, time.perf_counter() - t0
     for k, v in best["params"].items():
         clf.params[k] = v
@@ -79,6 +79,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--eval-every", type=int, default=200, help="steps between dev evaluations")
+    p.add_argument("--average", type=float, default=0.0, help="decay of the moving average of the weights that "
+                   "the dev set scores and the model keeps (e.g. 0.999; 0: off)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds; more than one also reports their "
                    "ensemble (averaged probabilities)")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")

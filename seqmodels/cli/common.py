@@ -99,6 +99,9 @@ def add_training_arguments(p: argparse.ArgumentParser, *, steps=None, epochs=1, 
     g.add_argument("--clip", choices=("norm", "value", "none"), default=clip,
                    help="gradient clipping: global norm, element-wise value (the notes' ±5), or none")
     g.add_argument("--clip-value", type=positive_float, default=clip_value, help=f"clipping threshold ({clip_value})")
+    g.add_argument("--average", type=probability, default=None, metavar="DECAY",
+                   help="keep an exponential moving average of the weights (e.g. 0.999): validation "
+                        "scores it and the saved model ends with it")
     g.add_argument("--eval-every", type=nonneg_int, default=0, help="validate every N steps (0: at the end)")
     g.add_argument("--checkpoint-every", type=nonneg_int, default=0, help="save every N steps (0: at the end)")
     g.add_argument("--patience", type=positive_int, default=None, help="early stopping after N bad validations")
@@ -125,7 +128,8 @@ def train_config(args, total_steps: int | None = None) -> TrainConfig:
     return TrainConfig(optimizer=args.optimizer, lr=args.lr, optimizer_options=opts, schedule=schedule,
                        clip=None if args.clip == "none" else args.clip, clip_value=args.clip_value,
                        steps=args.steps, epochs=args.epochs, eval_every=args.eval_every,
-                       checkpoint_every=args.checkpoint_every, patience=args.patience, nonfinite=args.nonfinite)
+                       checkpoint_every=args.checkpoint_every, patience=args.patience, nonfinite=args.nonfinite,
+                       average=args.average or None)
 
 
 def dtype_of(args):

@@ -138,8 +138,7 @@ def cmd_train(args) -> int:
 
 def _fit(model, data, valid, config, out, args, resume_ck, meta_extra) -> History:
     from ..training.loop import train
-    from ..training.optim import make_optimizer
-    opt = make_optimizer(config.optimizer, model.params, model.grads, lr=config.lr, **config.optimizer_options)
+    opt = config.make_optimizer(model.params, model.grads)
     history = model._restore_training(resume_ck, opt, data) if resume_ck is not None else History()
     ckpt_dir = out / MODEL_SUBDIR
 

@@ -236,8 +236,7 @@ class SequenceGenerator(Model):
         if valid_data is not None:
             valid = valid_data if hasattr(valid_data, "load_state") else self.batcher(
                 valid_data, batch_size=max(batch_size, 64), shuffle=False)
-        from ..training.optim import make_optimizer
-        opt = make_optimizer(config.optimizer, self.params, self.grads, lr=config.lr, **config.optimizer_options)
+        opt = config.make_optimizer(self.params, self.grads)
         history = History()
         if resume is not None:
             opt.load_state_dict(resume.extra.get("optim", {}), resume.meta["optimizer"])

@@ -220,8 +220,7 @@ class LanguageModel(Model):
         if valid_text is not None:
             valid = valid_text if hasattr(valid_text, "load_state") else self.batcher(
                 valid_text, batch_size=batch_size, seq_len=seq_len, shuffle=False)
-        from ..training.optim import make_optimizer
-        opt = make_optimizer(config.optimizer, self.params, self.grads, lr=config.lr, **config.optimizer_options)
+        opt = config.make_optimizer(self.params, self.grads)
         history = History()
         if resume is not None:
             history = self._restore_training(resume, opt, data)

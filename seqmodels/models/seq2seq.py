@@ -322,8 +322,7 @@ class Seq2Seq(Model):
         data = self.batcher(sources, targets, batch_size=batch_size, seed=seed)
         valid = None if valid_sources is None else self.batcher(valid_sources, valid_targets,
                                                                 batch_size=batch_size, shuffle=False)
-        from ..training.optim import make_optimizer
-        opt = make_optimizer(config.optimizer, self.params, self.grads, lr=config.lr, **config.optimizer_options)
+        opt = config.make_optimizer(self.params, self.grads)
         history = self._restore_training(resume, opt, data) if resume is not None else History()
 
         def validate():

@@ -22,7 +22,6 @@ from ..layers import Bidirectional, Embedding, Stack, make_recurrent
 from ..text import SequenceBatcher, Vocabulary
 from ..text.batching import pad_sequences
 from ..training.loop import History, TrainConfig, train
-from ..training.optim import make_optimizer
 from .base import Model
 
 CELLS = ("lstm", "gru", "rnn")
@@ -210,7 +209,7 @@ class SupervisedRNN(Model):
     def _fit(self, data, valid, *, config, checkpoint_dir, progress, resume, on_eval, checkpoint_meta,
              train_options):
         config = config or TrainConfig(**train_options)
-        opt = make_optimizer(config.optimizer, self.params, self.grads, lr=config.lr, **config.optimizer_options)
+        opt = config.make_optimizer(self.params, self.grads)
         history = History()
         if resume is not None:
             history = self._restore_training(resume, opt, data)

@@ -41,6 +41,9 @@ class TrainConfig:
         patience: stop after this many evaluations without improvement (None: never); the best weights are
             restored at the end when ``restore_best``.
         nonfinite: ``"skip"`` the step or ``"stop"`` training when the loss or a gradient is NaN/inf.
+        average: None, or the decay (e.g. 0.999) of an exponential moving average of the weights
+            (:meth:`~seqmodels.training.optim.Optimizer.enable_average`): validation scores the averaged
+            weights, and the model ends with them.
     """
 
     optimizer: str = "adam"
@@ -57,6 +60,7 @@ class TrainConfig:
     patience: int | None = None
     restore_best: bool = True
     nonfinite: str = "skip"
+    average: float | None = None
 
     def __post_init__(self):
         check_choice("optimizer", self.optimizer, tuple(OPTIMIZERS))
@@ -74,11 +78,18 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{name}: expected an integer >= 0, got {value!r}")
+        if self.average is not None and not (isinstance(self.average, (int, float)) and 0 < self.average < 1):
+            raise ConfigError(f"average: expected None or a decay in (0, 1), e.g. 0.999, got {self.average!r}")
         if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
             raise ConfigError(f"patience: expected an integer >= 1 or None, got {self.patience!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def make_optimizer(self, params, grads):
+        """The optimiser these settings describe, over ``params`` / ``grads``."""
+        return make_optimizer(self.optimizer, params, grads, lr=self.lr, average=self.average,
+                              **self.optimizer_options)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -155,8 +166,8 @@ def train(model, data, config: TrainConfig, *, validate: Callable[[], float] | N
     """
     history = history if history is not None else History()
     history.interrupted = history.stopped_early = False      # a resumed run starts afresh on these
-    opt = optimizer or make_optimizer(config.optimizer, model.params, model.grads, lr=config.lr,
-                                      **config.optimizer_options)
+    opt = optimizer or config.make_optimizer(model.params, model.grads)
+    opt.resume_weights()                                     # a finished run left the averaged weights in
     schedule = None
     if config.schedule:
         sched = dict(config.schedule)
@@ -209,8 +220,9 @@ def train(model, data, config: TrainConfig, *, validate: Callable[[], float] | N
                                            "lr": float(opt.lr)})
                 stop = False
                 if validate is not None and config.eval_every and history.step % config.eval_every == 0:
-                    stop, best_params, bad_evals = _evaluate(model, validate, config, history, bar,
-                                                             best_params, bad_evals)
+                    with opt.averaged():
+                        stop, best_params, bad_evals = _evaluate(model, validate, config, history, bar,
+                                                                 best_params, bad_evals)
                 history.seconds = time.perf_counter() - t0
                 if checkpoint is not None and config.checkpoint_every and \
                         history.step % config.checkpoint_every == 0:
@@ -224,13 +236,16 @@ def train(model, data, config: TrainConfig, *, validate: Callable[[], float] | N
                 break
         if validate is not None and not history.stopped_early and (
                 not config.eval_every or history.step % config.eval_every):
-            _, best_params, bad_evals = _evaluate(model, validate, config, history, bar, best_params, bad_evals)
+            with opt.averaged():
+                _, best_params, bad_evals = _evaluate(model, validate, config, history, bar, best_params,
+                                                      bad_evals)
     except KeyboardInterrupt:
         history.interrupted = True
         bar.write(f"interrupted at step {history.step}")
     finally:
         history.seconds = time.perf_counter() - t0
         bar.close()
+    opt.apply_average()                                      # no-op without weight averaging
     if config.restore_best and best_params is not None and history.best_step != history.step \
             and config.patience is not None:
         for k, v in best_params.items():

@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Mapping
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import numpy as np
@@ -97,6 +98,7 @@ class Optimizer:
                        for s in self._slot_names()}
         self._slots_of = {k: [slot[k] for slot in self._slots.values()] for k in self._keys}
         self._scratch = self._make_scratch(params)
+        self.average, self._avg, self.average_applied = 0.0, None, False
 
     def _make_scratch(self, params) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Two flat buffers per dtype, sized for the largest parameter; per-key shaped views."""
@@ -126,7 +128,10 @@ class Optimizer:
 
     def hyperparameters(self) -> dict[str, Any]:
         """JSON-able constructor keywords: ``make_optimizer(name, p, g, **opt.hyperparameters())``."""
-        return {"lr": self._lr, "weight_decay": self.weight_decay}
+        hyper = {"lr": self._lr, "weight_decay": self.weight_decay}
+        if self._avg is not None:
+            hyper["average"] = self.average
+        return hyper
 
     # -- the update
     def zero_grad(self) -> None:
@@ -153,6 +158,13 @@ class Optimizer:
                 tmp += g                                # g = grad + λ p
                 g = tmp
             self._update(p, g, tmp2, self._slots_of[k])
+        if self._avg is not None:
+            d = min(self.average, (1.0 + self.step_count) / (10.0 + self.step_count))
+            for k in self._keys:
+                avg, tmp = self._avg[k], self._scratch[k][0]
+                np.subtract(self._params[k], avg, out=tmp)
+                tmp *= 1.0 - d
+                avg += tmp                              # avg ← d avg + (1 - d) p
 
     def _begin_step(self) -> None:
         """Per-step scalars (bias corrections) computed once, before the per-parameter loop."""
@@ -160,14 +172,63 @@ class Optimizer:
     def _update(self, p: np.ndarray, g: np.ndarray, tmp: np.ndarray, slots: list[np.ndarray]) -> None:
         raise NotImplementedError
 
+    # -- weight averaging (Polyak / exponential moving average of the weights)
+    def enable_average(self, decay: float) -> None:
+        """Keep an exponential moving average of the weights, updated after every step:
+        ``avg ← d avg + (1 - d) p`` with ``d = min(decay, (1 + t) / (10 + t))`` at step t (early steps
+        follow the weights closely instead of remembering the random start). The average usually scores
+        better and varies less from evaluation to evaluation than the weights themselves; see
+        :meth:`averaged` and :meth:`apply_average`."""
+        self.average = _check("average", decay, 0.0, 1.0, closed_low=False)
+        if self.average >= 1.0:
+            raise ConfigError(f"average: expected a decay in (0, 1), e.g. 0.999, got {decay!r}")
+        self._avg = {k: self._params[k].copy() for k in self._keys}
+
+    @contextmanager
+    def averaged(self):
+        """Within the block the parameters hold the averaged weights (no-op without averaging)."""
+        if self._avg is None:
+            yield
+            return
+        self._swap_average()
+        try:
+            yield
+        finally:
+            self._swap_average()
+
+    def apply_average(self) -> None:
+        """Leave the averaged weights in the parameters (the end of training); the optimiser keeps the
+        trained weights, and :meth:`resume_weights` puts them back to continue training exactly."""
+        if self._avg is not None and not self.average_applied:
+            self._swap_average()
+            self.average_applied = True
+
+    def resume_weights(self) -> None:
+        """Undo :meth:`apply_average` (called when training continues)."""
+        if self._avg is not None and self.average_applied:
+            self._swap_average()
+            self.average_applied = False
+
+    def _swap_average(self) -> None:
+        for k in self._keys:
+            p, avg, tmp = self._params[k], self._avg[k], self._scratch[k][0]
+            np.copyto(tmp, p)
+            np.copyto(p, avg)
+            np.copyto(avg, tmp)
+
     # -- checkpoints
     def state_dict(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Copies of the slot arrays named ``"<slot>.<param key>"`` (e.g. ``"m.layers.0.W_f"``) and
         JSON-able metadata ``{"name", "version", "step", "hyper"}``."""
-        arrays = {f"{s}.{k}": a.copy() for s, slot in self._slots.items() for k, a in slot.items()}
+        arrays = {f"{s}.{k}": a.copy() for s, slot in self._all_slots().items() for k, a in slot.items()}
         meta = {"name": self.name, "version": STATE_VERSION, "step": self.step_count,
                 "hyper": self.hyperparameters()}
+        if self._avg is not None:
+            meta["average_applied"] = self.average_applied
         return arrays, meta
+
+    def _all_slots(self) -> dict[str, dict[str, np.ndarray]]:
+        return self._slots if self._avg is None else {**self._slots, "average": self._avg}
 
     def load_state_dict(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
         """Restore slot arrays, ``step_count`` and ``lr`` from :meth:`state_dict` output.
@@ -188,7 +249,7 @@ class Optimizer:
             lr = _check_lr(lr, allow_zero=True)
         except ConfigError as e:
             raise CheckpointError(f"optimizer state 'hyper.lr': {e}") from None
-        expected = {f"{s}.{k}": a for s, slot in self._slots.items() for k, a in slot.items()}
+        expected = {f"{s}.{k}": a for s, slot in self._all_slots().items() for k, a in slot.items()}
         missing = sorted(set(expected) - set(arrays))
         unexpected = sorted(set(arrays) - set(expected))
         if missing or unexpected:
@@ -202,6 +263,7 @@ class Optimizer:
         for key, slot in expected.items():
             np.copyto(slot, arrays[key], casting="same_kind")
         self.step_count, self._lr = step, lr
+        self.average_applied = self._avg is not None and bool(meta.get("average_applied", False))
 
     def __repr__(self) -> str:
         hyper = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
@@ -398,10 +460,15 @@ def make_optimizer(name: str, params: Mapping[str, np.ndarray], grads: Mapping[s
     """
     check_choice("optimizer", name, tuple(OPTIMIZERS))
     cls = OPTIMIZERS[name]
-    accepted = [p for p in inspect.signature(cls).parameters if p not in ("params", "grads")]
+    kw = dict(kw)
+    average = kw.pop("average", None)
+    accepted = [p for p in inspect.signature(cls).parameters if p not in ("params", "grads")] + ["average"]
     unknown = sorted(set(kw) - set(accepted))
     if unknown:
         raise ConfigError(f"{name} optimizer: unknown option(s) {unknown}; expected some of {accepted}")
     if "lr" not in kw:
         raise ConfigError(f"{name} optimizer: lr is required, got no lr")
-    return cls(params, grads, **kw)
+    opt = cls(params, grads, **kw)
+    if average is not None:
+        opt.enable_average(average)
+    return opt

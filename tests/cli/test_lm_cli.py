@@ -109,3 +109,20 @@ def test_wrong_model_kind(tmp_path, capsys):
 def test_debug_shows_traceback(tmp_path, capsys):
     assert main(["--debug", "sample", str(tmp_path / "nothing")]) == 5
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_average_option_ends_with_averaged_weights_and_resumes_exactly(tmp_path, corpus):
+    from seqmodels.io.checkpoint import load_checkpoint
+
+    def train(out, steps, *extra):
+        assert main(["train", str(corpus), "--out", str(out), "--steps", str(steps), "--average", "0.9", "--seed", "1",
+                     *TINY, *extra]) == 0
+        return load_checkpoint(out / "model")
+
+    straight = train(tmp_path / "a", 20)
+    assert straight.meta["optimizer"]["hyper"]["average"] == 0.9 and straight.meta["optimizer"]["average_applied"]
+    train(tmp_path / "b", 12)
+    assert main(["train", str(corpus), "--resume", str(tmp_path / "b"), "--steps", "20", "--no-progress"]) == 0
+    resumed = load_checkpoint(tmp_path / "b" / "model")
+    for k, v in straight.arrays.items():
+        assert (resumed.arrays[k] == v).all(), k

@@ -165,14 +165,15 @@ def test_save_load_round_trip_and_kind_check(tmp_path):
         LanguageModel.load(tmp_path / "other")
 
 
-def test_resume_is_exact_in_float64(tmp_path):
+@pytest.mark.parametrize("average", [None, 0.9])
+def test_resume_is_exact_in_float64(tmp_path, average):
     def run(steps, resume=None):
         lm = small(dtype=np.float64, dropout=0.2)
         ck = None
         if resume is not None:
             lm, ck = LanguageModel.load(resume, return_checkpoint=True)
         lm.fit(TEXT, batch_size=2, seq_len=5, steps=steps, lr=1e-2, checkpoint_dir=tmp_path / "ck",
-               checkpoint_every=3, progress=False, resume=ck)
+               checkpoint_every=3, progress=False, resume=ck, average=average)
         return lm
 
     full = run(10)
@@ -183,6 +184,10 @@ def test_resume_is_exact_in_float64(tmp_path):
     resumed = run(10, resume=tmp_path / "ck")
     for k, v in full_params.items():
         np.testing.assert_array_equal(resumed.params[k], v, err_msg=k)
+    if average:                                  # the model ends with the averaged weights, not the last ones
+        plain = small(dtype=np.float64, dropout=0.2)
+        plain.fit(TEXT, batch_size=2, seq_len=5, steps=10, lr=1e-2, progress=False)
+        assert any(not np.array_equal(plain.params[k], v) for k, v in full_params.items())
 
 
 def test_bad_configuration():

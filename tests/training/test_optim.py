@@ -325,3 +325,63 @@ def test_registry_and_make_optimizer_errors():
         make_optimizer("adam", p, g, lr=0.1, beta1=0.9)
     with pytest.raises(ConfigError, match="lr is required"):
         make_optimizer("sgd", p, g)
+
+
+# ---------------------------------------------------------------- weight averaging
+def test_weight_average_is_the_ramped_moving_average_of_the_weights():
+    _, params, grads = fused_case()
+    opt = make_optimizer("sgd", params, grads, lr=0.1, average=0.9)
+    rng = np.random.default_rng(0)
+    want = {k: v.copy() for k, v in params.items()}                 # the average starts at the weights
+    for t in range(1, 30):
+        run_steps(opt, grads, rng, 1)
+        d = min(0.9, (1 + t) / (10 + t))
+        for k in want:
+            want[k] = d * want[k] + (1 - d) * params[k]
+    raw = {k: v.copy() for k, v in params.items()}
+    with opt.averaged():
+        for k in want:
+            np.testing.assert_allclose(params[k], want[k], rtol=1e-12, err_msg=k)
+    for k in raw:
+        np.testing.assert_array_equal(params[k], raw[k])              # the trained weights are back
+    opt.apply_average()
+    for k in want:
+        np.testing.assert_allclose(params[k], want[k], rtol=1e-12)
+    opt.apply_average()                                                # idempotent
+    opt.resume_weights()
+    for k in raw:
+        np.testing.assert_array_equal(params[k], raw[k])
+
+
+def test_weight_average_survives_the_state_dict_and_is_off_by_default():
+    _, params, grads = fused_case()
+    opt = make_optimizer("adam", params, grads, lr=0.01, average=0.95)
+    run_steps(opt, grads, np.random.default_rng(2), 4)
+    opt.apply_average()
+    arrays, meta = opt.state_dict()
+    meta = json.loads(json.dumps(meta))
+    assert meta["hyper"]["average"] == 0.95 and meta["average_applied"] is True
+    assert {k.split(".", 1)[0] for k in arrays} == {"m", "v", "average"}
+    params2 = {k: v.copy() for k, v in params.items()}
+    grads2 = {k: v.copy() for k, v in grads.items()}
+    opt2 = make_optimizer(meta["name"], params2, grads2, **meta["hyper"])
+    opt2.load_state_dict(arrays, meta)
+    for o in (opt, opt2):
+        o.resume_weights()
+        run_steps(o, grads if o is opt else grads2, np.random.default_rng(3), 2)
+    for k in params:
+        np.testing.assert_array_equal(params[k], params2[k])
+    with opt.averaged(), opt2.averaged():
+        for k in params:
+            np.testing.assert_array_equal(params[k], params2[k])
+    plain = make_optimizer("adam", params, grads, lr=0.01)
+    assert "average" not in plain.hyperparameters() and not any(k.startswith("average.") for k in plain.state_dict()[0])
+    with pytest.raises(CheckpointError, match="average"):
+        plain.load_state_dict(arrays, meta)                            # averages it does not keep
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, 1.5, -0.1])
+def test_weight_average_decay_must_be_between_0_and_1(bad):
+    _, params, grads = fused_case()
+    with pytest.raises(ConfigError, match="average"):
+        make_optimizer("sgd", params, grads, lr=0.1, average=bad)
