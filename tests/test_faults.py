@@ -193,6 +193,20 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, corpus):
     LanguageModel.load(run / "model")
 
 
+def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path, corpus):
+    run = tmp_path / "run"
+    proc = start(corpus, "--out", run, *TINY, "--steps", "1000000")
+    assert proc.stderr.readline().startswith("seqmodels train:")
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    code, err = finish(proc)
+    assert code == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err and f"--resume {run}" in err
+    step = load_checkpoint(run / "model").meta["step"]
+    assert step > 0
+    LanguageModel.load(run / "model")
+
+
 def test_resuming_after_ctrl_c_completes_with_exit_0(tmp_path, corpus, capsys):
     run = tmp_path / "run"
     assert main(["train", str(corpus), "--out", str(run), *TINY, "--steps", "3"]) == 0

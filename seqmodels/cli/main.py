@@ -17,6 +17,7 @@ code  meaning
 6     wrong array shape or type (``ShapeError``, ``DTypeError``)
 7     NaN or inf in a loss or gradient (``NonFiniteError``)
 130   interrupted with Ctrl-C (a checkpoint was saved where training was running)
+143   stopped by SIGTERM (``kill``, a scheduler's time limit): handled like Ctrl-C, checkpoint included
 ====  ==========================================================
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 import traceback
 
@@ -116,8 +118,17 @@ def _set_threads(requested: int | None) -> None:
 
 
 def entry() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script entry point. SIGTERM stops a command the way Ctrl-C does (training saves its
+    checkpoint first) and exits with 143 = 128 + SIGTERM."""
+    terminated = []
+
+    def on_sigterm(signum, frame):
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    code = main()
+    sys.exit(128 + terminated[0] if terminated else code)
 
 
 if __name__ == "__main__":
