@@ -46,12 +46,12 @@ def run(cell: str, data: dict, args, seed: int) -> tuple[dict, SequenceGenerator
     history = model.fit(train, data["valid"], optimizer="rmsprop", lr=args.lr or LR[cell], schedule=schedule,
                         clip="norm",
                         clip_value=1.0, epochs=args.epochs, eval_every=len(train) * args.eval_epochs,
-                        patience=args.patience, progress=False)
+                        patience=args.patience, progress=False, average=args.average or None)
     seconds = time.perf_counter() - t0
     result = {
         "cell": cell, "units": SIZES[cell], "parameters": model.num_parameters(), "seed": seed,
         "lr": args.lr or LR[cell], "lr_halflife_epochs": args.halflife, "batch_size": args.batch_size,
-        "dropout": args.dropout,
+        "dropout": args.dropout, "average": args.average, "eval_epochs": args.eval_epochs,
         "epochs_run": history.step / len(train), "best_epoch": history.best_step / len(train),
         "train_nll": model.evaluate(data["train"]), "valid_nll": model.evaluate(data["valid"]),
         "test_nll": model.evaluate(data["test"]), "published_test_nll": PUBLISHED[cell],
@@ -137,6 +137,8 @@ def main(argv=None) -> int:
     p.add_argument("--halflife", type=int, default=0, help="halve the learning rate every N epochs (0: constant)")
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--eval-epochs", type=int, default=5, help="validate every N epochs")
+    p.add_argument("--average", type=float, default=0.0,
+                   help="decay of a moving average of the weights (validated, kept at the end); 0: off")
     p.add_argument("--patience", type=int, default=6, help="stop after N validations without improvement")
     p.add_argument("--length", type=int, default=64, help="time steps of the generated chorale")
     p.add_argument("--out", default=str(REPO / "docs" / "music"))

@@ -371,9 +371,12 @@ def _step_buffers(layer: Recurrent, state, B: int) -> SimpleNamespace:
 
 
 def _time_major(x: np.ndarray, order: np.ndarray, run: int) -> np.ndarray:
-    """``x[order, :run]`` time-major, (run, B, ...) C-contiguous, in one copy."""
+    """``x[order, :run]`` time-major, (run, B, ...) C-contiguous (one transposing copy when ``order`` is
+    the identity, as for equal lengths; else a gather first — both ~2x faster than ``np.take`` along
+    the strided batch axis)."""
     out = np.empty((run, order.shape[0]) + x.shape[2:], dtype=x.dtype)
-    np.take(x.swapaxes(0, 1)[:run], order, axis=1, out=out)
+    same = order.shape[0] == x.shape[0] and bool((order == np.arange(order.shape[0])).all())
+    np.copyto(out, (x[:, :run] if same else x[order, :run]).swapaxes(0, 1))
     return out
 
 
