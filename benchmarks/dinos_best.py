@@ -68,6 +68,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--weight-decay", type=float, default=0.0, help="AdamW's decoupled weight decay")
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--average", type=float, default=0.0, help="decay of a moving average of the weights (0: off)")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--patience", type=int, default=6, help="epochs without validation improvement")
     ap.add_argument("--seed", type=int, default=0)
@@ -114,6 +115,7 @@ def main(argv=None) -> int:
                             progress=False, optimizer="adam", lr=args.lr, clip="norm", clip_value=5.0,
                             optimizer_options={"weight_decay": args.weight_decay, "decoupled_weight_decay": True},
                             epochs=args.epochs, eval_every=steps_per_epoch, patience=args.patience,
+                            average=args.average or None,
                             schedule={"name": "cosine", "total_steps": total, "min_lr": args.lr / 20})
     for step, val in history.val_loss:
         log(f"  epoch {step // steps_per_epoch:3d}: valid {val:.4f}")
