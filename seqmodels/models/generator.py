@@ -21,14 +21,14 @@ from ..core.init import as_generator
 from ..data.midi import notes_to_roll, roll_to_notes
 from ..layers import Dense, Stack, make_recurrent
 from ..sampling import check_temperature
-from ..text.batching import _epoch_rng, _Resumable, bucket_by_length
+from ..text.batching import epoch_rng, ResumableBatcher, bucket_by_length
 from ..training.loop import History, TrainConfig, train
 from .base import Model
 
 CELLS = ("lstm", "gru", "rnn")
 
 
-class RollBatcher(_Resumable):
+class RollBatcher(ResumableBatcher):
     """Batches of piano rolls for next-frame training, resumable like the text batchers.
 
     Yields ``(x, y, lengths)``: ``x`` (B, T, K) inputs (zeros, then each roll shifted by one step),
@@ -57,7 +57,7 @@ class RollBatcher(_Resumable):
 
     def batches(self, epoch: int) -> list[np.ndarray]:
         if self._plan_epoch != epoch:
-            rng = _epoch_rng(self.seed, epoch) if self.shuffle else None
+            rng = epoch_rng(self.seed, epoch) if self.shuffle else None
             if self.bucket:
                 plan = bucket_by_length(self.lengths, self.batch_size, rng)
             else:

@@ -39,7 +39,7 @@ from ..core.init import as_generator
 from ..core.params import ParamDict
 from ..layers import Bidirectional, BiState, Dense, Embedding, Layer, LSTMState, Stack, make_recurrent
 from ..text import Vocabulary, bucket_by_length, pad_sequences
-from ..text.batching import _epoch_rng, _Resumable
+from ..text.batching import epoch_rng, ResumableBatcher
 from ..training.loop import History, TrainConfig, train
 from .base import Model
 from .bleu import corpus_bleu, exact_match
@@ -63,7 +63,7 @@ def length_penalty(n, alpha: float, kind: str = "gnmt"):
     return ((5.0 + n) / 6.0) ** alpha if kind == "gnmt" else float(n) ** alpha
 
 
-class PairBatcher(_Resumable):
+class PairBatcher(ResumableBatcher):
     """Length-bucketed batches of (source, target) id pairs for teacher forcing (resumable).
 
     Targets must end with <EOS>. Yields ``(src (B, Tx), src_len (B,), tgt_in (B, Ty), tgt_out (B, Ty),
@@ -92,7 +92,7 @@ class PairBatcher(_Resumable):
 
     def _batch(self, epoch: int, k: int):
         if self._plan_epoch != epoch:
-            rng = _epoch_rng(self.seed, epoch) if self.shuffle else None
+            rng = epoch_rng(self.seed, epoch) if self.shuffle else None
             self._plan_epoch = epoch
             self._plan = bucket_by_length(self.src_len, self.batch_size, rng, pool_batches=self.pool_batches)
         idx = self._plan[k]

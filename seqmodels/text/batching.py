@@ -19,7 +19,7 @@ import numpy as np
 
 from ..core.errors import ConfigError, DataError, DTypeError, ShapeError, check_positive_int
 
-__all__ = ["pad_sequences", "bucket_by_length", "StreamBatcher", "SequenceBatcher"]
+__all__ = ["pad_sequences", "bucket_by_length", "epoch_rng", "ResumableBatcher", "StreamBatcher", "SequenceBatcher"]
 
 
 def _as_ids(seq, name: str) -> np.ndarray:
@@ -34,7 +34,9 @@ def _as_ids(seq, name: str) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
-def _epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+    """The shuffling generator of one epoch: a function of (seed, epoch) only, so a batcher resumed at
+    any epoch draws what an uninterrupted one would."""
     return np.random.default_rng([seed, epoch])
 
 
@@ -108,8 +110,9 @@ def bucket_by_length(lengths, batch_size: int, rng: np.random.Generator | None =
     return batches
 
 
-class _Resumable:
-    """Epoch/position bookkeeping shared by the batchers (``state`` / ``load_state``)."""
+class ResumableBatcher:
+    """Epoch/position bookkeeping shared by the batchers (``state`` / ``load_state``); a batcher of a new
+    kind of data subclasses it (see ``PairBatcher`` in :mod:`seqmodels.models.seq2seq`)."""
 
     epoch: int
     position: int
@@ -149,7 +152,7 @@ class _Resumable:
             self.epoch, self.position = epoch + 1, 0
 
 
-class StreamBatcher(_Resumable):
+class StreamBatcher(ResumableBatcher):
     """Truncated-BPTT windows over one long token stream (char-rnn style).
 
     The stream (after a per-epoch offset ``o``, 0 unless ``random_offset``) is cut into ``B``
@@ -216,7 +219,7 @@ class StreamBatcher(_Resumable):
         """Start offset ``o`` of ``epoch`` (always 0 without ``random_offset``)."""
         if not self.max_offset:
             return 0
-        return int(_epoch_rng(self.seed, epoch).integers(0, self.max_offset + 1))
+        return int(epoch_rng(self.seed, epoch).integers(0, self.max_offset + 1))
 
     def window(self, k: int, epoch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Window ``k`` of ``epoch`` (default: the current one) without touching the state."""
@@ -230,7 +233,7 @@ class StreamBatcher(_Resumable):
         return win[:, :-1], win[:, 1:]
 
 
-class SequenceBatcher(_Resumable):
+class SequenceBatcher(ResumableBatcher):
     """Batches of whole sequences for next-token training (one name, sentence ... per item).
 
     Item ``i`` gives ``x = seqs[i][:-1]`` and ``y = seqs[i][1:]`` (append ``<EOS>`` to each sequence
@@ -285,7 +288,7 @@ class SequenceBatcher(_Resumable):
     def batches(self, epoch: int) -> list[np.ndarray]:
         """The index batches of ``epoch`` (deterministic given the seed)."""
         if self._plan_epoch != epoch:
-            rng = _epoch_rng(self.seed, epoch) if self.shuffle else None
+            rng = epoch_rng(self.seed, epoch) if self.shuffle else None
             if self.bucket:
                 plan = bucket_by_length(self.lengths, self.batch_size, rng,
                                         pool_batches=self.pool_batches)
