@@ -58,7 +58,10 @@ class TokenSampler:
             if self.banned.size:
                 z[:, self.banned] = -np.inf
             return z.argmax(axis=1)
-        cdf = np.cumsum(self.weights(logits), axis=1)
+        cdf = self.weights(logits)
+        np.cumsum(cdf, axis=1, out=cdf)
+        if cdf.shape[0] == 1:                                   # one row (sampling one text): a scalar draw
+            return np.array([cdf[0].searchsorted(self.rng.random() * cdf[0, -1], side="right")])
         u = self.rng.random((cdf.shape[0], 1))
         u *= cdf[:, -1:]
         return (cdf <= u).sum(axis=1)                           # first token whose cumulative weight > u

@@ -4,8 +4,10 @@ A cell owns one fused weight ``W`` of shape ``(G*H, H + D)`` — its G gate bloc
 ``[a<t-1>; x<t>]`` — and a fused bias ``b`` ``(G*H,)``; the notes' names (``W_u``, ``b_u``, ...) are views.
 The loop computes ``W_x x<t> + b`` for every step in one GEMM into the gate buffer ``G`` and calls:
 
-- ``forward_loop(buf, W_h, sizes)``: every step t = 0 .. T-1 for the first ``n_t = sizes[t]`` rows,
-  leaving the post-activation gates in ``buf.G`` and the states in ``buf.<state>[1:]``;
+- ``forward_loop(buf, W_h, sizes, packed=None)``: every step t = 0 .. T-1 for the first ``n_t = sizes[t]``
+  rows, leaving the post-activation gates in ``buf.G`` and the states in ``buf.<state>[1:]``; ``packed``
+  is what ``pack(W_h)`` returns (the per-step weights laid out for the loop), made once by a caller that
+  runs many short loops (generation) instead of once per call;
 - ``backward_loop(buf, W_h, sizes, carry, dout_t, dz)``: every step backwards, turning the carried
   state gradients (in place, ``carry``) into the pre-activation gradients ``dz`` (T, B, G*H);
 - ``recurrent_grads(buf, dz_all, steps)``: after the loop, the gradients of the recurrent weights
@@ -158,12 +160,18 @@ class Cell:
         return slice(i * H, (i + 1) * H)
 
     # ----------------------------------------------------------- reference loops (one step at a time)
-    def forward_loop(self, buf, W_h: np.ndarray, sizes: np.ndarray) -> None:
+    def pack(self, W_h: np.ndarray) -> tuple:
+        """The recurrent weights as :meth:`forward_loop` reads them (default: ``W_h`` as it is)."""
+        return (W_h,)
+
+    def forward_loop(self, buf, W_h: np.ndarray, sizes: np.ndarray, packed: tuple | None = None) -> None:
         """All steps forward; ``buf.G`` holds ``(W_x x<t> + b) * gate_scale`` on entry.
 
         This reference version runs ``step(t, n_t)`` for t = 0 .. T-1 after undoing the scale; the
         cells override it with loops that use the halved inputs directly.
         """
+        if packed is not None:
+            (W_h,) = packed
         scale = self.gate_scale(buf.G.dtype)
         if scale is not None:
             buf.G /= scale

@@ -91,9 +91,12 @@ class LSTMCell(Cell):
         return dz @ W_h, dc_prev                              # da<t-1> = W_aᵀ dz
 
     # ------------------------------------------------------------------ all steps
-    def forward_loop(self, buf, W_h: np.ndarray, sizes: np.ndarray) -> None:
+    def pack(self, W_h: np.ndarray) -> tuple:
+        return (packed_transpose(W_h, 3 * self.hidden_size),)  # a @ WhT: W_h a, sigmoid rows halved
+
+    def forward_loop(self, buf, W_h: np.ndarray, sizes: np.ndarray, packed: tuple | None = None) -> None:
         H = self.hidden_size
-        WhT = packed_transpose(W_h, 3 * H)                    # a @ WhT: W_h a, sigmoid rows halved
+        (WhT,) = packed or self.pack(W_h)
         if fast.run("lstm_forward", self, buf, WhT, sizes):
             return
         G = buf.G                                             # W_x x + b, sigmoid gates halved

@@ -47,8 +47,11 @@ class RNNCell(Cell):
             np.multiply(da, a > 0, out=dz)                # dz = da [z > 0]
         return (dz @ W_h,)                                # da<t-1> = W_aaᵀ dz
 
-    def forward_loop(self, buf, W_h: np.ndarray, sizes: np.ndarray) -> None:
-        WhT = packed_transpose(W_h)
+    def pack(self, W_h: np.ndarray) -> tuple:
+        return (packed_transpose(W_h),)
+
+    def forward_loop(self, buf, W_h: np.ndarray, sizes: np.ndarray, packed: tuple | None = None) -> None:
+        (WhT,) = packed or self.pack(W_h)
         if fast.run("rnn_forward", self, buf, WhT, sizes):
             return
         G = buf.G

@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..core import blas
 from ..core.errors import ConfigError, DataError, check_choice, check_positive_int, check_probability
 from ..core.functional import inverted_dropout, softmax_cross_entropy
 from ..core.init import as_generator
@@ -40,6 +41,11 @@ class LogProb(NamedTuple):
     @property
     def perplexity(self) -> float:
         return math.exp(-self.total / max(len(self.tokens), 1))
+
+
+#: sampling this many rows or fewer runs the per-step products on one BLAS thread: a matrix-vector product
+#: split over two threads waits on both (measured: 67 vs 53 µs per token at batch 1, H = 256)
+SMALL_BATCH = 16
 
 
 class LanguageModel(Model):
@@ -336,22 +342,28 @@ class LanguageModel(Model):
             logits, state, _ = self.forward(x)
             last = logits[:, -1]
             out = np.zeros((num, max_len), np.int64)
-            done = np.zeros(num, bool)
             length = np.full(num, max_len)
             step = self._stepper(state, num, num * max_len)
-            for t in range(max_len):
-                ids = draw(last)
-                out[:, t] = ids
-                if stop_at_eos:
-                    newly = (ids == self.vocab.eos_id) & ~done
-                    length[newly] = t
-                    done |= newly
-                    if done.all():
-                        break
-                last = step(ids)
+            with blas.blas_threads(1 if num <= SMALL_BATCH else None):
+                self._generate(step, last, draw, out, length, stop_at_eos)
         finally:
             self.train(was)
         return out, length
+
+    def _generate(self, step, last, draw, out, length, stop_at_eos) -> None:
+        """The sampling loop: draw, record, feed back; rows stop at <EOS> when ``stop_at_eos``."""
+        num, max_len = out.shape
+        done = np.zeros(num, bool)
+        for t in range(max_len):
+            ids = draw(last)
+            out[:, t] = ids
+            if stop_at_eos:
+                newly = (ids == self.vocab.eos_id) & ~done
+                length[newly] = t
+                done |= newly
+                if done.all():
+                    break
+            last = step(ids)
 
     def _step(self, ids: np.ndarray, state):
         """One step of the whole network for (B,) ids: logits (B, V) and the new state."""

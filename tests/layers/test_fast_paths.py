@@ -163,6 +163,19 @@ def test_stepper_equals_forward_over_a_whole_sequence(name, batch, inputs, rng):
         np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("name", sorted(CELLS))
+@pytest.mark.parametrize("on", [False, True])
+def test_stepper_in_float32_runs_the_loops_of_forward(name, on, rng):
+    if on and not fast.available():
+        pytest.skip(f"numba path unavailable: {fast.why_unavailable()}")
+    layer, x, _, s0, _ = problem(name, rng, dtype=np.float32)
+    with fast.enabled(on):
+        out, _, _ = layer.forward(x, state=s0)
+        step = sm.layers.Stepper(layer, x.shape[0], s0)
+        got = [np.array(s[0] if isinstance(s, tuple) else s) for s in (step(x[:, t]) for t in range(x.shape[1]))]
+    np.testing.assert_allclose(np.stack(got, axis=1), out, rtol=2e-5, atol=2e-6)
+
+
 def test_stepper_leaves_the_layer_and_the_given_state_alone(rng):
     layer = make("lstm")
     s0 = random_state(layer, 2, rng)
