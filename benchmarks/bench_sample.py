@@ -2,14 +2,14 @@
 
 The model: embedding (V -> H) -> 1-layer LSTM (H = 256) -> linear (H -> V = 65) -> softmax -> draw,
 feeding each drawn token back in. seqmodels runs ``LanguageModel.sample`` (its public sampling path:
-``Recurrent.step`` per token, the output layer and ``sample_next``); PyTorch runs its fastest one-step
+a ``Stepper`` per layer, the output layer and a ``TokenSampler`` per token); PyTorch runs its fastest one-step
 path, an ``nn.LSTMCell`` loop under ``torch.no_grad()`` with ``torch.multinomial``. Both alternate,
 repeat by repeat, with a pause between them; medians are reported.
 
     python benchmarks/bench_sample.py                 # 2 threads, 2000 tokens x 7 repeats
     python benchmarks/bench_sample.py --threads 1 --tokens 500 --repeats 3
 
-Writes benchmarks/results/sample.json.
+Writes benchmarks/results/sample.json (``--out NAME`` for another name).
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ def main(argv=None) -> int:
     ap.add_argument("--pause", type=float, default=0.2)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--vocab", type=int, default=65)
+    ap.add_argument("--out", default="sample.json", help="JSON file name under benchmarks/results/")
     ap.add_argument("--fast", choices=("auto", "off"), default="auto",
                     help="off: run seqmodels on its NumPy loops even when numba is installed")
     args = ap.parse_args(argv)
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
     print(f"  seqmodels {us['seqmodels']:8.1f} µs/token")
     print(f"  torch     {us['torch']:8.1f} µs/token")
     print(f"  speed     {speed:8.2f}x  (torch time / seqmodels time)")
-    path = write_json("sample.json", {"machine": machine_info(), "args": vars(args), "us_per_token": us,
+    path = write_json(args.out, {"machine": machine_info(), "args": vars(args), "us_per_token": us,
                                       "all_us_per_token": times, "speedup": speed,
                                       "fast": fast.is_enabled()})
     print(f"wrote {path}")
