@@ -148,17 +148,23 @@ def _tanh_impl(x):
 _JIT = dict(nogil=True, cache=True, error_model="numpy")
 
 
+# The element-wise loops run over a slice from index 0 with constants of the array's precision: a loop
+# over range(lo, hi) keeps numba's negative-index wraparound in the body and float64 literals widen
+# every float32 element, and either stops LLVM from vectorising (measured: 7 ns per element instead of
+# 0.9). 1 and 1/2 are exact in float32, so the results are the same bits.
 @njit(inline="always")
 def _sigmoid_halved(v, lo, hi):
     """v[lo:hi] = (1 + tanh(v)) / 2 in place: σ of the doubled input (the gates arrive halved)."""
-    for j in range(lo, hi):
-        v[j] = (tanh_(v[j]) + 1.0) * 0.5
+    w = v[lo:hi]
+    for j in range(w.shape[0]):
+        w[j] = (tanh_(w[j]) + np.float32(1.0)) * np.float32(0.5)
 
 
 @njit(inline="always")
 def _tanh_inplace(v, lo, hi):
-    for j in range(lo, hi):
-        v[j] = tanh_(v[j])
+    w = v[lo:hi]
+    for j in range(w.shape[0]):
+        w[j] = tanh_(w[j])
 
 
 @njit(inline="always")
@@ -176,40 +182,45 @@ def _lstm_forward(G, a, c, tc, WhT, sizes, P, peep):
         n = sizes[t]
         gemm(G[t], a[t], WhT, n, GH, H, H, GH, GH, 1.0)               # z += W_h a<t-1> (σ rows halved)
         for i in range(n):
-            z, cp, cn, th = G[t, i], c[t, i], c[t + 1, i], tc[t, i]
+            z, cp, cn, th, ao = G[t, i], c[t, i], c[t + 1, i], tc[t, i], a[t + 1, i]
             if peep:
+                zu, zf, zo = z[:H], z[H:2 * H], z[2 * H:3 * H]
+                pu, pf, po = P[0], P[1], P[2]
                 for j in range(H):                                   # + p * c<t-1> (P holds p/2)
-                    z[j] += P[0, j] * cp[j]
-                    z[H + j] += P[1, j] * cp[j]
-                    z[2 * H + j] += P[2, j] * cp[j]
+                    zu[j] += pu[j] * cp[j]
+                    zf[j] += pf[j] * cp[j]
+                    zo[j] += po[j] * cp[j]
             _sigmoid_halved(z, 0, 3 * H)                             # Γu, Γf, Γo
             _tanh_inplace(z, 3 * H, 4 * H)                           # c~
+            u, f, o, cc = z[:H], z[H:2 * H], z[2 * H:3 * H], z[3 * H:]
             for j in range(H):
-                cn[j] = z[j] * z[3 * H + j] + z[H + j] * cp[j]       # c<t> = Γu c~ + Γf c<t-1>
+                cn[j] = u[j] * cc[j] + f[j] * cp[j]                  # c<t> = Γu c~ + Γf c<t-1>
             _tanh_into(cn, th, H)
-            ao = a[t + 1, i]
             for j in range(H):
-                ao[j] = z[2 * H + j] * th[j]                         # a<t> = Γo tanh(c<t>)
+                ao[j] = o[j] * th[j]                                 # a<t> = Γo tanh(c<t>)
 
 
 @njit(**_JIT)
 def _lstm_backward(G, c, tc, W, ldw, sizes, P, da_all, dc_all, dout_t, has_dout, dz):
     T, B, GH = G.shape
     H = GH // 4
+    one = np.float32(1.0)
+    pu, pf, po = P[0], P[1], P[2]
     for t in range(T - 1, -1, -1):
         n = sizes[t]
         for i in range(n):
             z, d, cp, th, da_r, dc_r = G[t, i], dz[t, i], c[t, i], tc[t, i], da_all[i], dc_all[i]
+            u, f, o, cc = z[:H], z[H:2 * H], z[2 * H:3 * H], z[3 * H:]
+            du, df, do, dcc = d[:H], d[H:2 * H], d[2 * H:3 * H], d[3 * H:]
+            dout = dout_t[t, i] if has_dout else da_r
             for j in range(H):
-                da = da_r[j] + dout_t[t, i, j] if has_dout else da_r[j]
-                u, f, o, cc = z[j], z[H + j], z[2 * H + j], z[3 * H + j]
-                dc = dc_r[j] + da * ((1.0 - th[j] * th[j]) * o)       # δc += δa Γo (1 - tanh²c)
-                du = (1.0 - u) * u * cc * dc                          # dzΓu
-                df = (1.0 - f) * f * cp[j] * dc                       # dzΓf
-                do = (1.0 - o) * o * th[j] * da                       # dzΓo
-                d[j], d[H + j], d[2 * H + j] = du, df, do
-                d[3 * H + j] = (1.0 - cc * cc) * u * dc               # dzc~
-                dc_r[j] = dc * f + (P[0, j] * du + P[1, j] * df + P[2, j] * do)   # δc<t-1>
+                da = da_r[j] + dout[j] if has_dout else da_r[j]
+                dc = dc_r[j] + da * ((one - th[j] * th[j]) * o[j])    # δc += δa Γo (1 - tanh²c)
+                du[j] = (one - u[j]) * u[j] * cc[j] * dc             # dzΓu
+                df[j] = (one - f[j]) * f[j] * cp[j] * dc             # dzΓf
+                do[j] = (one - o[j]) * o[j] * th[j] * da             # dzΓo
+                dcc[j] = (one - cc[j] * cc[j]) * u[j] * dc           # dzc~
+                dc_r[j] = dc * f[j] + (pu[j] * du[j] + pf[j] * df[j] + po[j] * do[j])   # δc<t-1>
         gemm(da_all, dz[t], W, n, H, GH, GH, ldw, H, 0.0)              # δa<t-1> = W_hᵀ dz
         for i in range(n, B):
             dz[t, i, :] = 0.0
