@@ -265,32 +265,35 @@ def _gru_forward(G, a, WhT, WcT, sizes, variant, b_ca, ra, hc, tmp):
             gemm(G[t], a[t], WhT, n, c0 if variant == 1 else GH, H, H, WhT.shape[1], GH, 1.0)
         for i in range(n):
             z, ap = G[t, i], a[t, i]
+            u, r, cc = z[:H], z[H:2 * H], z[c0:]
             if variant == 2:
                 s = tmp[i]
+                zur, sur = z[:2 * H], s[:2 * H]
                 for j in range(2 * H):
-                    z[j] += s[j]
+                    zur[j] += sur[j]
             _sigmoid_halved(z, 0, c0)                                # Γu (, Γr)
             if variant == 1:
                 rai = ra[t, i]
                 for j in range(H):
-                    rai[j] = z[H + j] * ap[j]                        # Γr * c<t-1>
+                    rai[j] = r[j] * ap[j]                            # Γr * c<t-1>
                 continue
             if variant == 2:
-                s, hci = tmp[i], hc[t, i]
+                sc, hci = tmp[i, 2 * H:], hc[t, i]
                 for j in range(H):
-                    hci[j] = s[2 * H + j] + b_ca[j]                  # hc = W_ca c<t-1> + b_ca
-                    z[2 * H + j] += z[H + j] * hci[j]                # + Γr hc
+                    hci[j] = sc[j] + b_ca[j]                         # hc = W_ca c<t-1> + b_ca
+                    cc[j] += r[j] * hci[j]                           # + Γr hc
             _tanh_inplace(z, c0, GH)                                 # c~
             ao = a[t + 1, i]
             for j in range(H):
-                ao[j] = (z[c0 + j] - ap[j]) * z[j] + ap[j]           # c<t> = c<t-1> + Γu (c~ - c<t-1>)
+                ao[j] = (cc[j] - ap[j]) * u[j] + ap[j]               # c<t> = c<t-1> + Γu (c~ - c<t-1>)
         if variant == 1:
             gemm(G[t, :, c0:], ra[t], WcT, n, H, H, H, H, GH, 1.0)   # + W_ca (Γr * c<t-1>)
             for i in range(n):
                 z, ap, ao = G[t, i], a[t, i], a[t + 1, i]
                 _tanh_inplace(z, c0, GH)
+                u, cc = z[:H], z[c0:]
                 for j in range(H):
-                    ao[j] = (z[c0 + j] - ap[j]) * z[j] + ap[j]
+                    ao[j] = (cc[j] - ap[j]) * u[j] + ap[j]
 
 
 @njit(**_JIT)
@@ -299,23 +302,28 @@ def _gru_backward(G, a, W, ldw, sizes, variant, hc, dhc, da_all, dout_t, has_dou
     T, B, GH = G.shape
     H = GH // (2 if variant == 0 else 3)
     c0 = GH - H                                                       # column of c~ / dzc~
+    one = np.float32(1.0)
     for t in range(T - 1, -1, -1):
         n = sizes[t]
         for i in range(n):
             z, d, ap, da_r = G[t, i], dz[t, i], a[t, i], da_all[i]
+            u, r, cc = z[:H], z[H:2 * H], z[c0:]
+            du, dr, dcc = d[:H], d[H:2 * H], d[c0:]
+            dout = dout_t[t, i] if has_dout else da_r
+            if variant == 2:
+                hci, dhci, Su, Sr, Sh = hc[t, i], dhc[t, i], S[i, :H], S[i, H:2 * H], S[i, 2 * H:]
+            else:
+                hci = dhci = Su = Sr = Sh = da_r                     # unused
             for j in range(H):
-                da = da_r[j] + dout_t[t, i, j] if has_dout else da_r[j]
-                u, cc = z[j], z[c0 + j]
-                d[j] = (cc - ap[j]) * ((1.0 - u) * u) * da          # dzΓu
-                dcc = (1.0 - cc * cc) * u * da                       # dzc~
-                d[c0 + j] = dcc
-                da_r[j] = (1.0 - u) * da                              # direct path δa (1 - Γu)
+                da = da_r[j] + dout[j] if has_dout else da_r[j]
+                du[j] = (cc[j] - ap[j]) * ((one - u[j]) * u[j]) * da  # dzΓu
+                dcc[j] = (one - cc[j] * cc[j]) * u[j] * da           # dzc~
+                da_r[j] = (one - u[j]) * da                          # direct path δa (1 - Γu)
                 if variant == 2:
-                    r = z[H + j]
-                    d[H + j] = (1.0 - r) * r * hc[t, i, j] * dcc     # dzΓr
-                    dh = dcc * r                                      # δhc
-                    dhc[t, i, j] = dh
-                    S[i, j], S[i, H + j], S[i, 2 * H + j] = d[j], d[H + j], dh
+                    dr[j] = (one - r[j]) * r[j] * hci[j] * dcc[j]    # dzΓr
+                    dh = dcc[j] * r[j]                               # δhc
+                    dhci[j] = dh
+                    Su[j], Sr[j], Sh[j] = du[j], dr[j], dh
         if variant == 0:
             gemm(da_all, dz[t], W, n, H, GH, GH, ldw, H, 1.0)          # + W_hᵀ dz
         elif variant == 2:
@@ -323,11 +331,10 @@ def _gru_backward(G, a, W, ldw, sizes, variant, hc, dhc, da_all, dout_t, has_dou
         else:
             gemm(dra, dz[t, :, c0:], W[2 * H:], n, H, H, GH, ldw, H, 0.0)   # δ(Γr c) = W_caᵀ dzc~
             for i in range(n):
-                z, d, ap, da_r = G[t, i], dz[t, i], a[t, i], da_all[i]
+                r, dr, ap, da_r, dri = G[t, i, H:2 * H], dz[t, i, H:2 * H], a[t, i], da_all[i], dra[i]
                 for j in range(H):
-                    r = z[H + j]
-                    d[H + j] = (1.0 - r) * r * ap[j] * dra[i, j]      # dzΓr
-                    da_r[j] += r * dra[i, j]
+                    dr[j] = (one - r[j]) * r[j] * ap[j] * dri[j]      # dzΓr
+                    da_r[j] += r[j] * dri[j]
             gemm(da_all, dz[t], W, n, H, 2 * H, GH, ldw, H, 1.0)       # + W_{u,r}ᵀ [dzΓu, dzΓr]
         for i in range(n, B):
             dz[t, i, :] = 0.0
@@ -370,6 +377,7 @@ def gru_backward(cell, buf, W_h, sizes, carry, dout_t, dz) -> bool:
 @njit(**_JIT)
 def _rnn_forward(G, a, WhT, sizes, relu):
     T, _, H = G.shape
+    zero = np.float32(0.0)
     for t in range(T):
         n = sizes[t]
         gemm(G[t], a[t], WhT, n, H, H, H, H, H, 1.0)                  # z<t> = W_ax x + b + W_aa a<t-1>
@@ -377,7 +385,7 @@ def _rnn_forward(G, a, WhT, sizes, relu):
             z, out = G[t, i], a[t + 1, i]
             if relu:
                 for j in range(H):
-                    out[j] = max(z[j], 0.0)
+                    out[j] = max(z[j], zero)
             else:
                 _tanh_into(z, out, H)
 
@@ -385,13 +393,15 @@ def _rnn_forward(G, a, WhT, sizes, relu):
 @njit(**_JIT)
 def _rnn_backward(a, W, ldw, sizes, relu, da_all, dout_t, has_dout, dz):
     T, B, H = dz.shape
+    one, zero = np.float32(1.0), np.float32(0.0)
     for t in range(T - 1, -1, -1):
         n = sizes[t]
         for i in range(n):
             d, out, da_r = dz[t, i], a[t + 1, i], da_all[i]
+            dout = dout_t[t, i] if has_dout else da_r
             for j in range(H):
-                da = da_r[j] + dout_t[t, i, j] if has_dout else da_r[j]
-                g = (1.0 if out[j] > 0 else 0.0) if relu else 1.0 - out[j] * out[j]
+                da = da_r[j] + dout[j] if has_dout else da_r[j]
+                g = (one if out[j] > zero else zero) if relu else one - out[j] * out[j]
                 d[j] = g * da                                         # dz = δa g'(z)
         gemm(da_all, dz[t], W, n, H, H, H, ldw, H, 0.0)                # δa<t-1> = W_aaᵀ dz
         for i in range(n, B):
