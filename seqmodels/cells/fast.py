@@ -90,6 +90,13 @@ def enabled(flag: bool, dtypes=None):
         _flag["dtypes"] = before_dtypes
 
 
+def compiled(dtype):
+    """The compiled kernels module when the loops are on, available and take ``dtype``; else None."""
+    if not _flag["on"] or np.dtype(dtype) not in _flag["dtypes"]:
+        return None
+    return _kernels()
+
+
 def run(name: str, cell, *args) -> bool:
     """Run the compiled version of loop ``name`` (e.g. ``"lstm_forward"``) if possible.
 

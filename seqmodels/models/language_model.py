@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..cells import fast
 from ..core import blas
 from ..core.errors import ConfigError, DataError, check_choice, check_positive_int, check_probability
 from ..core.functional import inverted_dropout, softmax_cross_entropy
@@ -343,12 +344,30 @@ class LanguageModel(Model):
             last = logits[:, -1]
             out = np.zeros((num, max_len), np.int64)
             length = np.full(num, max_len)
-            step = self._stepper(state, num, num * max_len)
             with blas.blas_threads(1 if num <= SMALL_BATCH else None):
-                self._generate(step, last, draw, out, length, stop_at_eos)
+                done = num == 1 and self._generate_compiled(state, last, draw, out, length, stop_at_eos)
+                if not done:
+                    self._generate(self._stepper(state, num, num * max_len), last, draw, out, length, stop_at_eos)
         finally:
             self.train(was)
         return out, length
+
+    def _generate_compiled(self, state, last, draw, out, length, stop_at_eos) -> bool:
+        """One LSTM sequence in one compiled call (``seqmodels[fast]``): the same network, the same draws
+        from the same uniforms as :meth:`_generate`, without Python per token. False when it does not
+        apply (no numba, not an LSTM, top-k, a vocabulary larger than the tokens to generate, ...)."""
+        E = None if self.embedding is None else self.embedding.params["W_e"]
+        too_big = E is not None and len(self.vocab) > out.shape[1]        # the (V, 4H) table would not pay
+        if fast.compiled(self.dtype) is None or self.cell != "lstm" or too_big:
+            return False
+        from ..cells import fast_sampling
+        got = fast_sampling.lstm_sample(self.rnn.layers, self.rnn.layers[0].input_table(E), self.head.params["W_y"],
+                                  self.head.params["b_y"], state, last, draw, self.vocab.eos_id, stop_at_eos,
+                                  out.shape[1])
+        if got is None:
+            return False
+        out[0], length[0] = got
+        return True
 
     def _generate(self, step, last, draw, out, length, stop_at_eos) -> None:
         """The sampling loop: draw, record, feed back; rows stop at <EOS> when ``stop_at_eos``."""

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import seqmodels as sm
+from seqmodels.cells import fast
 from seqmodels.core.gradcheck import numerical_gradient, relative_error
 from seqmodels.core.errors import CheckpointError, ConfigError, DataError
 from seqmodels.models.language_model import LanguageModel
@@ -200,3 +201,26 @@ def test_bad_configuration():
         LanguageModel(Vocabulary(), "lstm")
     with pytest.raises(ConfigError, match="mode"):
         LanguageModel(vocab, mode="poem")
+
+
+@pytest.mark.skipif(not fast.available(), reason="numba is not installed")
+@pytest.mark.parametrize("layers,embedding_dim,peephole", [(1, None, False), (2, 6, False), (2, None, True)])
+@pytest.mark.parametrize("options", [{}, {"temperature": 0.7}, {"greedy": True}, {"reject_unk": False}])
+def test_compiled_sampling_draws_what_the_step_by_step_loop_draws(layers, embedding_dim, peephole, options):
+    lm = LanguageModel(small().vocab, "lstm", 8, layers, embedding_dim=embedding_dim, dtype=np.float64, seed=2,
+                       mode="lines", peephole=peephole)
+    with fast.enabled(True, dtypes=(np.float32, np.float64)):
+        from seqmodels.cells import fast_sampling
+        calls = []
+        original = fast_sampling.lstm_sample
+        fast_sampling.lstm_sample = lambda *a: calls.append(1) or original(*a)
+        try:
+            got = lm.sample_ids(1, 60, prime="the", seed=4, **options)
+        finally:
+            fast_sampling.lstm_sample = original
+    assert calls                                                     # the compiled path ran
+    with fast.enabled(False):
+        want = lm.sample_ids(1, 60, prime="the", seed=4, **options)
+    assert got[1].tolist() == want[1].tolist()
+    n = int(want[1][0])
+    assert got[0][0, :n + 1].tolist() == want[0][0, :n + 1].tolist()
