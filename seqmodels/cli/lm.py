@@ -139,7 +139,7 @@ def cmd_train(args) -> int:
 def _fit(model, data, valid, config, out, args, resume_ck, meta_extra) -> History:
     from ..training.loop import train
     opt = config.make_optimizer(model.params, model.grads)
-    history = model._restore_training(resume_ck, opt, data) if resume_ck is not None else History()
+    history = model.restore_training(resume_ck, opt, data) if resume_ck is not None else History()
     ckpt_dir = out / MODEL_SUBDIR
 
     def checkpoint(step):

@@ -66,6 +66,34 @@ class Model:
         raise NotImplementedError
 
     # ------------------------------------------------------------ checkpoints
+    def _rngs(self) -> dict[str, np.random.Generator]:  # pragma: no cover - interface
+        """The model's random generators by name (dropout, shuffling ...): saved to resume exactly."""
+        raise NotImplementedError
+
+    def _training_arrays(self) -> dict[str, dict[str, np.ndarray]]:
+        """Extra array groups a training checkpoint needs besides the weights and the optimiser."""
+        return {}
+
+    def save_training(self, directory, optimizer, data, history, config, *,
+                      extra_meta: dict | None = None) -> str:
+        """A checkpoint that resumes exactly: weights, optimiser, data position, RNG states, history (and
+        ``extra_meta``, e.g. the command line's data settings)."""
+        opt_arrays, opt_meta = optimizer.state_dict()
+        meta = {"step": history.step, "optimizer": opt_meta, "data_state": data.state,
+                "rng": {k: r.bit_generator.state for k, r in self._rngs().items()},
+                "history": history.to_dict(), "train_config": config.to_dict(), **(extra_meta or {})}
+        return self.save(directory, meta=meta, extra_arrays={"optim": opt_arrays, **self._training_arrays()})
+
+    def restore_training(self, ck, optimizer, data):
+        """Put a :meth:`save_training` checkpoint's optimiser, data position and RNG states back; returns
+        its :class:`~seqmodels.training.loop.History`."""
+        from ..training.loop import History
+        optimizer.load_state_dict(ck.extra.get("optim", {}), ck.meta["optimizer"])
+        data.load_state(ck.meta["data_state"])
+        for key, r in self._rngs().items():
+            r.bit_generator.state = ck.meta["rng"][key]
+        return History.from_dict(ck.meta["history"])
+
     def save(self, directory, *, meta: dict | None = None, extra_arrays: dict | None = None) -> str:
         """Write this model (and the given training state) as a checkpoint directory, atomically."""
         arrays = {k: np.ascontiguousarray(v) for k, v in self.params.items()}

@@ -21,7 +21,7 @@ from ..core.init import as_generator
 from ..data.midi import notes_to_roll, roll_to_notes
 from ..layers import Dense, Stack, make_recurrent
 from ..sampling import check_temperature
-from ..text.batching import epoch_rng, ResumableBatcher, bucket_by_length
+from ..text.batching import ResumableBatcher, bucket_by_length, epoch_rng
 from ..training.loop import History, TrainConfig, train
 from .base import Model
 
@@ -239,11 +239,7 @@ class SequenceGenerator(Model):
         opt = config.make_optimizer(self.params, self.grads)
         history = History()
         if resume is not None:
-            opt.load_state_dict(resume.extra.get("optim", {}), resume.meta["optimizer"])
-            data.load_state(resume.meta["data_state"])
-            self._drop_rng.bit_generator.state = resume.meta["rng"]["dropout"]
-            self.rnn.rng.bit_generator.state = resume.meta["rng"]["stack"]
-            history = History.from_dict(resume.meta["history"])
+            history = self.restore_training(resume, opt, data)
 
         def validate():
             value = self.evaluate(valid)
@@ -258,13 +254,8 @@ class SequenceGenerator(Model):
                      checkpoint=checkpoint if checkpoint_dir is not None else None, optimizer=opt,
                      history=history, progress=progress)
 
-    def save_training(self, directory, optimizer, data, history: History, config: TrainConfig) -> str:
-        """A checkpoint that resumes exactly: weights + optimiser + data position + RNG + history."""
-        opt_arrays, opt_meta = optimizer.state_dict()
-        meta = {"step": history.step, "optimizer": opt_meta, "data_state": data.state,
-                "rng": {"dropout": self._drop_rng.bit_generator.state, "stack": self.rnn.rng.bit_generator.state},
-                "history": history.to_dict(), "train_config": config.to_dict()}
-        return self.save(directory, meta=meta, extra_arrays={"optim": opt_arrays})
+    def _rngs(self) -> dict:
+        return {"dropout": self._drop_rng, "stack": self.rnn.rng}
 
     # ------------------------------------------------------------- generation
     def _step(self, frame: np.ndarray, state):

@@ -230,7 +230,7 @@ class LanguageModel(Model):
         opt = config.make_optimizer(self.params, self.grads)
         history = History()
         if resume is not None:
-            history = self._restore_training(resume, opt, data)
+            history = self.restore_training(resume, opt, data)
 
         def validate():
             value = self.evaluate(valid)
@@ -246,32 +246,23 @@ class LanguageModel(Model):
                      checkpoint=checkpoint if checkpoint_dir is not None else None, optimizer=opt,
                      history=history, progress=progress)
 
-    def save_training(self, directory, optimizer, data, history: History, config: TrainConfig,
-                      extra_meta: dict | None = None) -> str:
-        """A checkpoint that resumes exactly: weights + optimiser + data position + carry + RNG + history."""
-        opt_arrays, opt_meta = optimizer.state_dict()
-        extra = {"optim": opt_arrays}
-        if self._carry is not None:
-            extra["carry"] = {f"{i}.{j}": np.ascontiguousarray(a) for i, s in enumerate(self._carry)
-                              for j, a in enumerate(s if isinstance(s, tuple) else (s,))}
-        meta = {"step": history.step, "optimizer": opt_meta, "data_state": data.state,
-                "rng": {"dropout": self._drop_rng.bit_generator.state, "stack": self.rnn.rng.bit_generator.state},
-                "history": history.to_dict(), "train_config": config.to_dict(), **(extra_meta or {})}
-        return self.save(directory, meta=meta, extra_arrays=extra)
+    def _rngs(self) -> dict:
+        return {"dropout": self._drop_rng, "stack": self.rnn.rng}
 
-    def _restore_training(self, ck, optimizer, data) -> History:
-        optimizer.load_state_dict(ck.extra.get("optim", {}), ck.meta["optimizer"])
-        data.load_state(ck.meta["data_state"])
-        self._drop_rng.bit_generator.state = ck.meta["rng"]["dropout"]
-        self.rnn.rng.bit_generator.state = ck.meta["rng"]["stack"]
+    def _training_arrays(self) -> dict:
+        """The state carried from window to window (stream mode), so a resumed run continues it."""
+        if self._carry is None:
+            return {}
+        return {"carry": {f"{i}.{j}": np.ascontiguousarray(a) for i, s in enumerate(self._carry)
+                          for j, a in enumerate(s if isinstance(s, tuple) else (s,))}}
+
+    def restore_training(self, ck, optimizer, data) -> History:
+        history = super().restore_training(ck, optimizer, data)
         carry = ck.extra.get("carry")
         if carry:
-            states = []
-            for i, layer in enumerate(self.rnn.layers):
-                parts = [carry[f"{i}.{j}"] for j in range(len(layer.cell.state_names))]
-                states.append(layer.join_state(parts))
-            self._carry = tuple(states)
-        return History.from_dict(ck.meta["history"])
+            self._carry = tuple(layer.join_state([carry[f"{i}.{j}"] for j in range(len(layer.cell.state_names))])
+                                for i, layer in enumerate(self.rnn.layers))
+        return history
 
     # ---------------------------------------------------------------- scoring
     def log_prob(self, text, *, add_eos: bool = True) -> LogProb:

@@ -39,7 +39,7 @@ from ..core.init import as_generator
 from ..core.params import ParamDict
 from ..layers import Bidirectional, BiState, Dense, Embedding, Layer, LSTMState, Stack, make_recurrent
 from ..text import Vocabulary, bucket_by_length, pad_sequences
-from ..text.batching import epoch_rng, ResumableBatcher
+from ..text.batching import ResumableBatcher, epoch_rng
 from ..training.loop import History, TrainConfig, train
 from .base import Model
 from .bleu import corpus_bleu, exact_match
@@ -323,7 +323,7 @@ class Seq2Seq(Model):
         valid = None if valid_sources is None else self.batcher(valid_sources, valid_targets,
                                                                 batch_size=batch_size, shuffle=False)
         opt = config.make_optimizer(self.params, self.grads)
-        history = self._restore_training(resume, opt, data) if resume is not None else History()
+        history = self.restore_training(resume, opt, data) if resume is not None else History()
 
         def validate():
             value = self.loss(valid)
@@ -337,22 +337,6 @@ class Seq2Seq(Model):
         return train(self, data, config, validate=validate if valid is not None else None,
                      checkpoint=checkpoint if checkpoint_dir is not None else None, optimizer=opt,
                      history=history, progress=progress)
-
-    def save_training(self, directory, optimizer, data, history: History, config: TrainConfig, *,
-                      extra_meta: dict | None = None) -> str:
-        """A checkpoint that resumes exactly: weights, optimiser, data position, RNG states, history."""
-        opt_arrays, opt_meta = optimizer.state_dict()
-        meta = {"step": history.step, "optimizer": opt_meta, "data_state": data.state,
-                "rng": {k: r.bit_generator.state for k, r in self._rngs().items()},
-                "history": history.to_dict(), "train_config": config.to_dict(), **(extra_meta or {})}
-        return self.save(directory, meta=meta, extra_arrays={"optim": opt_arrays})
-
-    def _restore_training(self, ck, optimizer, data) -> History:
-        optimizer.load_state_dict(ck.extra.get("optim", {}), ck.meta["optimizer"])
-        data.load_state(ck.meta["data_state"])
-        for key, r in self._rngs().items():
-            r.bit_generator.state = ck.meta["rng"][key]
-        return History.from_dict(ck.meta["history"])
 
     def _rngs(self) -> dict:
         return {"dropout": self._drop_rng, "encoder": self.encoder.rng, "decoder": self.decoder.rng}

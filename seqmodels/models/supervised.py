@@ -212,7 +212,7 @@ class SupervisedRNN(Model):
         opt = config.make_optimizer(self.params, self.grads)
         history = History()
         if resume is not None:
-            history = self._restore_training(resume, opt, data)
+            history = self.restore_training(resume, opt, data)
 
         def validate():
             value = self.mean_loss(valid)
@@ -228,23 +228,8 @@ class SupervisedRNN(Model):
                              history=history, progress=progress)
         return self
 
-    def save_training(self, directory, optimizer, data, history: History, config: TrainConfig, *,
-                      extra_meta: dict | None = None) -> str:
-        """A checkpoint that resumes exactly: weights, optimiser, data position, RNG states, history
-        (and ``extra_meta``, e.g. the command line's data settings)."""
-        opt_arrays, opt_meta = optimizer.state_dict()
-        meta = dict(extra_meta or {})
-        meta.update({"step": history.step, "optimizer": opt_meta, "data_state": data.state,
-                     "rng": {"model": self._rng.bit_generator.state, "stack": self.rnn.rng.bit_generator.state},
-                     "history": history.to_dict(), "train_config": config.to_dict()})
-        return self.save(directory, meta=meta, extra_arrays={"optim": opt_arrays})
-
-    def _restore_training(self, ck, optimizer, data) -> History:
-        optimizer.load_state_dict(ck.extra.get("optim", {}), ck.meta["optimizer"])
-        data.load_state(ck.meta["data_state"])
-        self._rng.bit_generator.state = ck.meta["rng"]["model"]
-        self.rnn.rng.bit_generator.state = ck.meta["rng"]["stack"]
-        return History.from_dict(ck.meta["history"])
+    def _rngs(self) -> dict:
+        return {"model": self._rng, "stack": self.rnn.rng}
 
     def _infer(self, id_seqs, batch_size: int = 128):
         """Yield (indices, outputs, lengths) for batches of similar length, in eval mode."""
