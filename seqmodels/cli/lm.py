@@ -137,28 +137,18 @@ def cmd_train(args) -> int:
 
 
 def _fit(model, data, valid, config, out, args, resume_ck, meta_extra) -> History:
-    from ..training.loop import train
-    opt = config.make_optimizer(model.params, model.grads)
-    history = model.restore_training(resume_ck, opt, data) if resume_ck is not None else History()
-    ckpt_dir = out / MODEL_SUBDIR
-
-    def checkpoint(step):
-        model.save_training(ckpt_dir, opt, data, history, config, extra_meta=meta_extra)
-
-    sample_every = args.sample_every
+    from ..training.progress import Progress
+    total = config.steps or len(data) * config.epochs
+    bar = Progress(total, "train", enabled=not args.no_progress, initial=resume_ck.meta["step"] if resume_ck else 0)
+    write = bar.write if bar.enabled else log
 
     def on_step(step, record):
-        if sample_every and step % sample_every == 0:
+        if args.sample_every and step % args.sample_every == 0:
             text = model.sample(1, 120, temperature=0.8, seed=step)[0]
-            bar_write(f"--- sample at step {step} ---\n{text}\n---")
+            write(f"--- sample at step {step} ---\n{text}\n---")
 
-    from .. training.progress import Progress
-    total = config.steps or len(data) * config.epochs
-    bar = Progress(total, "train", enabled=not args.no_progress, initial=history.step)
-    bar_write = bar.write if bar.enabled else log
-    validate = (lambda: model.evaluate(valid)) if valid is not None else None
-    return train(model, data, config, validate=validate, checkpoint=checkpoint, on_step=on_step, optimizer=opt,
-                 history=history, progress=bar)
+    return model.fit(data, valid, config=config, checkpoint_dir=out / MODEL_SUBDIR, resume=resume_ck,
+                     progress=bar, on_step=on_step, checkpoint_meta=meta_extra)
 
 
 def _finish(model, history, out: Path, args) -> None:

@@ -211,14 +211,16 @@ class LanguageModel(Model):
 
     def fit(self, train_text, valid_text=None, *, batch_size: int = 32, seq_len: int = 64,
             config: TrainConfig | None = None, checkpoint_dir=None, progress=True, seed: int = 0,
-            resume=None, on_eval=None, **train_options) -> History:
+            resume=None, on_eval=None, on_step=None, checkpoint_meta=None, **train_options) -> History:
         """Train on ``train_text`` (a str; or a batcher), validating on ``valid_text``.
 
         ``train_options`` fill a :class:`~seqmodels.training.loop.TrainConfig` (optimizer, lr, clip,
         clip_value, steps, epochs, eval_every, checkpoint_every, patience, schedule ...). With
         ``checkpoint_dir`` a checkpoint (weights, optimiser, data position, carried state, RNG, history)
         is written every ``checkpoint_every`` steps and at the end; ``resume`` (a loaded checkpoint from
-        :meth:`load` with ``return_checkpoint=True``) continues that run exactly.
+        :meth:`load` with ``return_checkpoint=True``) continues that run exactly. ``on_eval(step, loss)``
+        follows each validation, ``on_step(step, record)`` each step; ``checkpoint_meta`` is stored in
+        every checkpoint (the command line's data settings).
         """
         config = config or TrainConfig(**train_options)
         data = train_text if hasattr(train_text, "load_state") else self.batcher(
@@ -239,12 +241,11 @@ class LanguageModel(Model):
             return value
 
         def checkpoint(step):
-            if checkpoint_dir is not None:
-                self.save_training(checkpoint_dir, opt, data, history, config)
+            self.save_training(checkpoint_dir, opt, data, history, config, extra_meta=checkpoint_meta)
 
         return train(self, data, config, validate=validate if valid is not None else None,
-                     checkpoint=checkpoint if checkpoint_dir is not None else None, optimizer=opt,
-                     history=history, progress=progress)
+                     checkpoint=checkpoint if checkpoint_dir is not None else None, on_step=on_step,
+                     optimizer=opt, history=history, progress=progress)
 
     def _rngs(self) -> dict:
         return {"dropout": self._drop_rng, "stack": self.rnn.rng}
