@@ -173,7 +173,7 @@ def format_rows(head: list[str], rows: list[list[str]]) -> str:
 def _record_layer(layer: Recurrent, cache, dout, dstate, name: str, norm: str | None):
     """Backward through one recurrent layer, recording the carries. Returns (dx, StateGradients)."""
     cell = layer.cell
-    order, tidx, slen, sizes, xs, buf, T, run = cache
+    order, tidx, slen, sizes, xs, buf, T, run, _ = cache
     B, H, S = order.size, layer.hidden_size, len(cell.state_names)
     dtype = layer.dtype
     if dout is not None:

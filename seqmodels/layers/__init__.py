@@ -4,7 +4,8 @@ from .base import Layer
 from .bidirectional import Bidirectional, BiState
 from .dense import Dense
 from .embedding import Embedding
-from .recurrent import GRU, LSTM, RNN, LSTMState, Recurrent, Stepper, make_recurrent
+from .recurrent import GRU, LSTM, RNN, LSTMState, Recurrent, make_recurrent
+from .stepper import Stepper
 from .stack import Stack
 
 __all__ = ["Layer", "Recurrent", "RNN", "GRU", "LSTM", "LSTMState", "Stepper", "Bidirectional", "BiState", "Stack",

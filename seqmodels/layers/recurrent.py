@@ -52,6 +52,7 @@ class RecurrentCache(NamedTuple):
     buf: object              # the cell's buffers
     steps: int               # T of the input
     run: int                 # T_run = longest length
+    embedding: np.ndarray | None = None   # (V, D) when the input was ids of this embedding (folded in)
 
 
 class Recurrent(Layer):
@@ -148,7 +149,7 @@ class Recurrent(Layer):
         return np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
 
     # ---------------------------------------------------------------- forward
-    def forward(self, x, lengths=None, state=None):
+    def forward(self, x, lengths=None, state=None, *, embedding: np.ndarray | None = None):
         """Run the layer over a batch.
 
         Args:
@@ -156,13 +157,22 @@ class Recurrent(Layer):
                 ``W_x o<w>`` is then the column lookup ``W_x[:, w]`` (no one-hot array is built).
             lengths: (B,) ints in [0, T], or None for all T.
             state: initial state (B, H) — for an LSTM an ``(a, c)`` pair — or None for zeros.
+            embedding: (V, D): ``x`` are ids of its rows, folded into the input product — ``W_x E[w]``
+                is row w of the (V, G*H) table ``E W_xᵀ``, built once per call instead of a product per
+                position (cheaper whenever V < B*T); :meth:`backward` then returns the gradient w.r.t.
+                ``embedding`` in place of ``dx``.
 
         Returns:
             out (B, T, H) — zero past each length —, the final state (each row's state at its own last
             step), and the cache for :meth:`backward`.
         """
-        onehot = _is_ids(x)
-        x = self._check_ids(x) if onehot else check_sequence(x, self.input_size, self.dtype)
+        onehot = is_token_ids(x)
+        if embedding is not None:
+            embedding = np.asarray(embedding, dtype=self.dtype)
+            if not onehot or embedding.ndim != 2 or embedding.shape[1] != self.input_size:
+                raise ShapeError(f"embedding: expected (B, T) ids of a (V, {self.input_size}) table, got x of "
+                                 f"shape {np.shape(x)} and a table of shape {embedding.shape}")
+        x = self._check_ids(x, embedding) if onehot else check_sequence(x, self.input_size, self.dtype)
         B, T = x.shape[:2]
         lengths = check_lengths(lengths, B, T)
         init = self.split_state(state, B, "state")
@@ -184,6 +194,8 @@ class Recurrent(Layer):
         if run:
             G = buf.G.reshape(run * B, -1)
             W_xT, b = self._input_weights()
+            if embedding is not None:
+                W_xT = embedding @ W_xT                                 # (V, G*H): E W_xᵀ, one row per token
             if onehot:
                 np.take(W_xT, xs.reshape(-1), axis=0, out=G)           # W_x o<w> = column w of W_x
             else:
@@ -204,7 +216,7 @@ class Recurrent(Layer):
             s = np.empty((B, self.hidden_size), dtype=self.dtype)
             s[order] = getattr(buf, name)[slen, cols]                # state at each row's last step
             final.append(s)
-        cache = RecurrentCache(order, tidx, slen, sizes, xs, buf, T, run)
+        cache = RecurrentCache(order, tidx, slen, sizes, xs, buf, T, run, embedding)
         return out, self.join_state(final), cache
 
     # --------------------------------------------------------------- backward
@@ -219,7 +231,7 @@ class Recurrent(Layer):
             dx (B, T, D) and the gradient w.r.t. the initial state.
         """
         cell = self.cell
-        order, tidx, slen, sizes, xs, buf, T, run = cache
+        order, tidx, slen, sizes, xs, buf, T, run, embedding = cache
         B = order.shape[0]
         H = self.hidden_size
         if dout is not None:
@@ -231,6 +243,8 @@ class Recurrent(Layer):
             carry.append(np.zeros((B, H), self.dtype) if part is None else part[order].astype(self.dtype))
         onehot = xs.ndim == 2
         dx = None if onehot else np.zeros((B, T, self.input_size), dtype=self.dtype)
+        if embedding is not None:
+            dx = np.zeros_like(embedding)                               # d/dE
         if run:
             if dout is None:
                 dout_t = None
@@ -242,7 +256,12 @@ class Recurrent(Layer):
             with blas.blas_threads(blas.step_threads()):
                 cell.backward_loop(buf, self.W_h, sizes, carry, dout_t, dz)
             flat = dz.reshape(run * B, -1)
-            if onehot:
+            if embedding is not None:
+                S = np.zeros((embedding.shape[0], flat.shape[1]), dtype=self.dtype)
+                scatter_add_rows(S, xs.reshape(-1), flat)                 # S[w] = Σ dz<t> over x<t> = w
+                self._dW[:, H:] += S.T @ embedding                       # Σ dz<t> E[w]ᵀ
+                dx = S @ self.W_x                                        # dE[w] = W_xᵀ S[w]
+            elif onehot:
                 scatter_add_rows(self._dW[:, H:].T, xs.reshape(-1), flat)  # into the columns used
             else:
                 self._dW[:, H:] += flat.T @ xs.reshape(run * B, -1)     # Σ_t dz<t> x<t>ᵀ
@@ -262,11 +281,13 @@ class Recurrent(Layer):
         return dx, self.join_state(d0)
 
 
-    def _check_ids(self, ids) -> np.ndarray:
+    def _check_ids(self, ids, embedding=None) -> np.ndarray:
         ids = np.asarray(ids)
-        if ids.size and (ids.min() < 0 or ids.max() >= self.input_size):
-            bad = ids[(ids < 0) | (ids >= self.input_size)][0]
-            raise ShapeError(f"x: token ids index one-hot vectors of size {self.input_size}; got id {int(bad)}")
+        V = self.input_size if embedding is None else embedding.shape[0]
+        if ids.size and (ids.min() < 0 or ids.max() >= V):
+            bad = ids[(ids < 0) | (ids >= V)][0]
+            what = "one-hot vectors" if embedding is None else "the rows of the embedding"
+            raise ShapeError(f"x: token ids index {what} of size {V}; got id {int(bad)}")
         return ids.astype(np.intp, copy=False)
 
     # ------------------------------------------------------------- one step
@@ -275,13 +296,13 @@ class Recurrent(Layer):
 
         Forward only (no cache), for feeding samples back one at a time; no buffer is zero-filled and,
         at batch 1, the products are matrix-vector products (see :func:`seqmodels.cells.base.recur`).
-        A loop of many steps over one batch runs faster in a :class:`Stepper`.
+        A loop of many steps over one batch runs faster in a :class:`~seqmodels.layers.stepper.Stepper`.
         """
         cell = self.cell
-        onehot = _is_ids(x_t)
+        onehot = is_token_ids(x_t)
         x_t = self._check_ids(x_t) if onehot else np.asarray(x_t, dtype=self.dtype)
         B = x_t.shape[0]
-        buf = _step_buffers(self, state, B)
+        buf = step_buffers(self, state, B)
         W_h = self.W_h
         if onehot:
             z = self.W_x.T[x_t]                                           # W_x o<w> = column w of W_x
@@ -313,58 +334,7 @@ class Recurrent(Layer):
         return E @ self.W_x.T + self._b
 
 
-class Stepper:
-    """Runs a layer forward one step at a time over a fixed batch: generation's inner loop.
-
-    Unlike :meth:`Recurrent.step`, it lays the weights out once (the cell's packed ``W_hᵀ`` and the
-    gate-scaled input weights, as the layer's own time loop uses them), allocates its buffers once,
-    reads token ids as rows of the input table ``W_x x + b`` (:meth:`Recurrent.input_table`;
-    ``embedding`` gives each token's input vector, default one-hot), and runs each step as the cell's
-    time loop over one step — the compiled loop when the accelerator is installed. The weights are those
-    at construction. Each call returns the new state as views of its buffers, valid until the next call.
-
-    >>> import numpy as np, seqmodels as sm
-    >>> lstm = sm.LSTM(4, 3, seed=0)
-    >>> step = Stepper(lstm, batch=2)
-    >>> a, c = step(np.array([1, 2]))
-    >>> bool(np.allclose(a, lstm.step(np.array([1, 2])).a))
-    True
-    """
-
-    def __init__(self, layer: Recurrent, batch: int, state=None, *, embedding: np.ndarray | None = None):
-        self.layer, self.cell, self.batch = layer, layer.cell, check_positive_int("batch", batch)
-        self.packed = self.cell.pack(layer.W_h)
-        self.scale = self.cell.gate_scale(layer.dtype)                   # the loop's halved sigmoid inputs
-        scale = 1.0 if self.scale is None else self.scale
-        self.W_x = np.ascontiguousarray(layer.W_x * (scale if self.scale is None else scale[:, None]))
-        self.b = layer._b * scale
-        self.embedding, self.table = embedding, None
-        self.buf = _step_buffers(layer, state, self.batch)
-        self.buf.G = np.empty((1, self.batch, self.b.shape[0]), dtype=layer.dtype)
-        self.sizes = np.array([self.batch], dtype=np.intp)
-        self.states = [getattr(self.buf, name) for name in self.cell.state_names]
-
-    def __call__(self, x) -> np.ndarray | LSTMState:
-        """Advance one step: ``x`` is (B,) token ids or (B, D) input vectors."""
-        z = self.buf.G[0]
-        if _is_ids(x):
-            if self.table is None:
-                table = self.layer.input_table(self.embedding)
-                self.table = table if self.scale is None else table * self.scale
-            np.take(self.table, x, axis=0, out=z)
-        elif self.batch == 1:
-            np.matmul(self.W_x, np.asarray(x, dtype=z.dtype)[0], out=z[0])
-            z += self.b
-        else:
-            np.matmul(np.asarray(x, dtype=z.dtype), self.W_x.T, out=z)
-            z += self.b
-        self.cell.forward_loop(self.buf, None, self.sizes, self.packed)
-        for s in self.states:
-            s[0] = s[1]
-        return self.layer.join_state([s[0] for s in self.states])
-
-
-def _step_buffers(layer: Recurrent, state, B: int) -> SimpleNamespace:
+def step_buffers(layer: Recurrent, state, B: int) -> SimpleNamespace:
     """The cell's buffers for one step at batch B: each state (2, B, H) with slot 0 = ``state`` (or 0)."""
     buf = SimpleNamespace()
     for name, s0 in zip(layer.cell.state_names, layer.split_state(state, B, "state")):
@@ -386,7 +356,7 @@ def _time_major(x: np.ndarray, order: np.ndarray, run: int) -> np.ndarray:
     return out
 
 
-def _is_ids(x) -> bool:
+def is_token_ids(x) -> bool:
     return isinstance(x, np.ndarray) and x.dtype.kind in "iu" and x.ndim in (1, 2)
 
 

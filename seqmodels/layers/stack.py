@@ -77,13 +77,16 @@ class Stack(Layer):
     def zero_state(self, batch: int) -> tuple:
         return tuple(l.zero_state(batch) if hasattr(l, "zero_state") else None for l in self.layers)
 
-    def forward(self, x, lengths=None, state=None):
+    def forward(self, x, lengths=None, state=None, *, embedding=None):
+        """``embedding`` (V, D): ``x`` are ids of its rows, folded into the first layer's input product
+        (see :meth:`Recurrent.forward <seqmodels.layers.recurrent.Recurrent.forward>`)."""
         if state is not None and len(state) != len(self.layers):
             raise ConfigError(f"state: expected {len(self.layers)} entries (one per layer), got {len(state)}")
         h = x
         finals, caches, masks = [], [], []
         for i, layer in enumerate(self.layers):
-            h, fin, cache = layer.forward(h, lengths, None if state is None else state[i])
+            extra = {"embedding": embedding} if i == 0 and embedding is not None else {}
+            h, fin, cache = layer.forward(h, lengths, None if state is None else state[i], **extra)
             finals.append(fin)
             caches.append(cache)
             mask = None

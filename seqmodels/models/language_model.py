@@ -121,12 +121,22 @@ class LanguageModel(Model):
 
     # ---------------------------------------------------------------- forward
     def forward(self, ids, lengths=None, state=None):
-        """ids (B, T) -> logits (B, T, V), final state (one entry per layer), cache."""
-        if self.embedding is not None:
-            x, _, c_emb = self.embedding.forward(ids, lengths)
+        """ids (B, T) -> logits (B, T, V), final state (one entry per layer), cache.
+
+        With an embedding and fewer tokens in the vocabulary than positions in the batch (character
+        models), the embedding is folded into the first layer's input product: ``W_x E[w]`` is row w of
+        the (V, 4H) table ``E W_xᵀ`` — the same function, V rows computed instead of B·T."""
+        ids = np.asarray(ids)
+        fold = self.embedding is not None and ids.ndim == 2 and len(self.vocab) < ids.size
+        if fold:
+            h, state, c_rnn = self.rnn.forward(ids, lengths, state, embedding=self.embedding.params["W_e"])
+            c_emb = "folded"
         else:
-            x, c_emb = np.asarray(ids), None                  # one-hot, looked up inside the first layer
-        h, state, c_rnn = self.rnn.forward(x, lengths, state)
+            if self.embedding is not None:
+                x, _, c_emb = self.embedding.forward(ids, lengths)
+            else:
+                x, c_emb = ids, None                          # one-hot, looked up inside the first layer
+            h, state, c_rnn = self.rnn.forward(x, lengths, state)
         mask = None
         if self.training:
             h, mask = inverted_dropout(h, self.dropout, self._drop_rng)
@@ -139,7 +149,9 @@ class LanguageModel(Model):
         if mask is not None:
             dh = dh * mask
         dx, _ = self.rnn.backward(dh, c_rnn)
-        if self.embedding is not None:
+        if c_emb == "folded":
+            self.embedding.grads["W_e"] += dx                  # the first layer returned dL/dE itself
+        elif self.embedding is not None:
             self.embedding.backward(dx, c_emb)
 
     # --------------------------------------------------------------- training
@@ -390,7 +402,7 @@ class LanguageModel(Model):
     def _stepper(self, state, batch: int, tokens: int):
         """The network one step at a time for sampling ``tokens`` ids in total: (B,) ids -> logits (B, V).
 
-        Each layer runs in a :class:`~seqmodels.layers.recurrent.Stepper`; the first one looks its input
+        Each layer runs in a :class:`~seqmodels.layers.stepper.Stepper`; the first one looks its input
         projection up in a (V, G*H) table (embedding and ``W_x`` folded: the same numbers, one pass over
         ``W_x`` fewer per token) when building the table costs less than the products it replaces."""
         E = None if self.embedding is None else self.embedding.params["W_e"]

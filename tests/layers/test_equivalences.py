@@ -189,3 +189,39 @@ def test_gru_update_bias_default_keeps_memory():
     gru = sm.GRU(3, 4, seed=0)
     assert np.all(gru.params["b_u"] == -1.0) and not gru.params["b_r"].any()
     assert not sm.GRU(3, 4, update_bias=0.0, seed=0).params["b_u"].any()
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+@pytest.mark.parametrize("reverse", [False, True])
+def test_folded_embedding_equals_looking_the_rows_up_first(name, reverse, rng):
+    """forward(ids, embedding=E) is forward(E[ids]); backward gives the embedding's gradient itself."""
+    layer = make(name, reverse=reverse)
+    E = rng.standard_normal((5, 3))
+    ids = rng.integers(0, 5, size=(4, 6))
+    lengths = np.array([6, 2, 0, 5])
+    s0 = random_state(layer, 4, rng)
+    dout = rng.standard_normal((4, 6, layer.hidden_size))
+    layer.zero_grad()
+    out, fin, cache = layer.forward(E[ids], lengths, s0)
+    dx, d0 = layer.backward(dout, cache)
+    want = [out, *(fin if isinstance(fin, tuple) else (fin,)), *(g.copy() for g in layer.grads.values())]
+    want_dE = np.zeros_like(E)
+    np.add.at(want_dE, ids, dx)                                  # the embedding's own backward
+    layer.zero_grad()
+    out, fin, cache = layer.forward(ids, lengths, s0, embedding=E)
+    dE, d0_f = layer.backward(dout, cache)
+    got = [out, *(fin if isinstance(fin, tuple) else (fin,)), *(g.copy() for g in layer.grads.values())]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(dE, want_dE, rtol=1e-11, atol=1e-12)
+    for g, w in zip(d0_f if isinstance(d0_f, tuple) else (d0_f,), d0 if isinstance(d0, tuple) else (d0,)):
+        np.testing.assert_allclose(g, w, rtol=1e-11, atol=1e-12)
+
+
+def test_folded_embedding_rejects_vectors_and_bad_ids(rng):
+    layer = make("lstm")
+    E = rng.standard_normal((5, 3))
+    with pytest.raises(sm.core.errors.ShapeError, match="embedding"):
+        layer.forward(rng.standard_normal((2, 3, 3)), embedding=E)
+    with pytest.raises(sm.core.errors.ShapeError, match="rows of the embedding"):
+        layer.forward(np.array([[0, 5]]), embedding=E)

@@ -20,16 +20,19 @@ def small(cell="lstm", mode="stream", dtype=np.float64, **kw):
     return LanguageModel(vocab, cell, 6, kw.pop("num_layers", 2), mode=mode, dtype=dtype, seed=0, **kw)
 
 
-@pytest.mark.parametrize("cell, kw", [("lstm", {}), ("gru", {"embedding_dim": 4}), ("rnn", {"num_layers": 1}),
-                                      ("lstm", {"peephole": True, "embedding_dim": 3})])
-def test_model_gradients_match_finite_differences(cell, kw):
+@pytest.mark.parametrize("cell, kw, T", [("lstm", {}, 5), ("gru", {"embedding_dim": 4}, 5), ("rnn", {"num_layers": 1}, 5),
+                                         ("lstm", {"peephole": True, "embedding_dim": 3}, 5),
+                                         ("lstm", {"embedding_dim": 3}, 12), ("gru", {"embedding_dim": 2}, 12)])
+def test_model_gradients_match_finite_differences(cell, kw, T):
+    """T = 12: 36 positions > V, so the embedding is folded into the first layer's input product."""
     lm = small(cell, **kw)
     rng = np.random.default_rng(0)
     for p in lm.params.values():
         p[...] = 0.3 * rng.standard_normal(p.shape)
-    x = rng.integers(3, len(lm.vocab), size=(3, 5))
-    y = rng.integers(3, len(lm.vocab), size=(3, 5))
-    lengths = np.array([5, 2, 4])
+    x = rng.integers(3, len(lm.vocab), size=(3, T))
+    y = rng.integers(3, len(lm.vocab), size=(3, T))
+    lengths = np.array([T, 2, 4])
+    assert (x.size > len(lm.vocab)) == (T == 12)
     lm.zero_grad()
     lm.train_batch((x, y, lengths))
 
