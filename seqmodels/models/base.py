@@ -16,6 +16,7 @@ import numpy as np
 from ..core.errors import CheckpointError
 from ..core.params import ParamDict
 from ..io.checkpoint import check_arrays, load_checkpoint, save_checkpoint
+from ..training.loop import History, TrainConfig, train
 
 MODELS: dict[str, type["Model"]] = {}
 
@@ -87,12 +88,33 @@ class Model:
     def restore_training(self, ck, optimizer, data):
         """Put a :meth:`save_training` checkpoint's optimiser, data position and RNG states back; returns
         its :class:`~seqmodels.training.loop.History`."""
-        from ..training.loop import History
         optimizer.load_state_dict(ck.extra.get("optim", {}), ck.meta["optimizer"])
         data.load_state(ck.meta["data_state"])
         for key, r in self._rngs().items():
             r.bit_generator.state = ck.meta["rng"][key]
         return History.from_dict(ck.meta["history"])
+
+    def run_training(self, data, validation_loss, config: TrainConfig, *, checkpoint_dir=None, resume=None,
+                     progress=True, on_eval=None, on_step=None, checkpoint_meta: dict | None = None) -> History:
+        """What every model's ``fit`` does once it has its batches: build the optimiser, continue ``resume``
+        (a :meth:`load`-ed checkpoint) exactly, and run :func:`~seqmodels.training.loop.train` with
+        ``validation_loss()`` (None: no validation; ``on_eval(step, loss)`` after each) and a
+        :meth:`save_training` checkpoint in ``checkpoint_dir`` (with ``checkpoint_meta``)."""
+        opt = config.make_optimizer(self.params, self.grads)
+        history = self.restore_training(resume, opt, data) if resume is not None else History()
+
+        def validate():
+            value = validation_loss()
+            if on_eval is not None:
+                on_eval(history.step, value)
+            return value
+
+        def checkpoint(step):
+            self.save_training(checkpoint_dir, opt, data, history, config, extra_meta=checkpoint_meta)
+
+        return train(self, data, config, validate=validate if validation_loss is not None else None,
+                     checkpoint=checkpoint if checkpoint_dir is not None else None, on_step=on_step,
+                     optimizer=opt, history=history, progress=progress)
 
     def save(self, directory, *, meta: dict | None = None, extra_arrays: dict | None = None) -> str:
         """Write this model (and the given training state) as a checkpoint directory, atomically."""

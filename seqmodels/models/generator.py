@@ -22,7 +22,7 @@ from ..data.midi import notes_to_roll, roll_to_notes
 from ..layers import Dense, Stack, make_recurrent
 from ..sampling import check_temperature
 from ..text.batching import ResumableBatcher, bucket_by_length, epoch_rng
-from ..training.loop import History, TrainConfig, train
+from ..training.loop import History, TrainConfig
 from .base import Model
 
 CELLS = ("lstm", "gru", "rnn")
@@ -236,23 +236,8 @@ class SequenceGenerator(Model):
         if valid_data is not None:
             valid = valid_data if hasattr(valid_data, "load_state") else self.batcher(
                 valid_data, batch_size=max(batch_size, 64), shuffle=False)
-        opt = config.make_optimizer(self.params, self.grads)
-        history = History()
-        if resume is not None:
-            history = self.restore_training(resume, opt, data)
-
-        def validate():
-            value = self.evaluate(valid)
-            if on_eval is not None:
-                on_eval(history.step, value)
-            return value
-
-        def checkpoint(step):
-            self.save_training(checkpoint_dir, opt, data, history, config)
-
-        return train(self, data, config, validate=validate if valid is not None else None,
-                     checkpoint=checkpoint if checkpoint_dir is not None else None, optimizer=opt,
-                     history=history, progress=progress)
+        return self.run_training(data, (lambda: self.evaluate(valid)) if valid is not None else None, config,
+                                 checkpoint_dir=checkpoint_dir, resume=resume, progress=progress, on_eval=on_eval)
 
     def _rngs(self) -> dict:
         return {"dropout": self._drop_rng, "stack": self.rnn.rng}

@@ -25,7 +25,7 @@ from ..core.init import as_generator
 from ..layers import Dense, Embedding, Stack, Stepper, make_recurrent
 from ..sampling import TokenSampler
 from ..text import SequenceBatcher, StreamBatcher, Vocabulary
-from ..training.loop import History, TrainConfig, train
+from ..training.loop import History, TrainConfig
 from .base import Model
 
 CELLS = ("lstm", "gru", "rnn")
@@ -241,23 +241,9 @@ class LanguageModel(Model):
         if valid_text is not None:
             valid = valid_text if hasattr(valid_text, "load_state") else self.batcher(
                 valid_text, batch_size=batch_size, seq_len=seq_len, shuffle=False)
-        opt = config.make_optimizer(self.params, self.grads)
-        history = History()
-        if resume is not None:
-            history = self.restore_training(resume, opt, data)
-
-        def validate():
-            value = self.evaluate(valid)
-            if on_eval is not None:
-                on_eval(history.step, value)
-            return value
-
-        def checkpoint(step):
-            self.save_training(checkpoint_dir, opt, data, history, config, extra_meta=checkpoint_meta)
-
-        return train(self, data, config, validate=validate if valid is not None else None,
-                     checkpoint=checkpoint if checkpoint_dir is not None else None, on_step=on_step,
-                     optimizer=opt, history=history, progress=progress)
+        return self.run_training(data, (lambda: self.evaluate(valid)) if valid is not None else None, config,
+                                 checkpoint_dir=checkpoint_dir, resume=resume, progress=progress, on_eval=on_eval,
+                                 on_step=on_step, checkpoint_meta=checkpoint_meta)
 
     def _rngs(self) -> dict:
         return {"dropout": self._drop_rng, "stack": self.rnn.rng}

@@ -40,7 +40,7 @@ from ..core.params import ParamDict
 from ..layers import Bidirectional, BiState, Dense, Embedding, Layer, LSTMState, Stack, make_recurrent
 from ..text import Vocabulary, bucket_by_length, pad_sequences
 from ..text.batching import ResumableBatcher, epoch_rng
-from ..training.loop import History, TrainConfig, train
+from ..training.loop import History, TrainConfig
 from .base import Model
 from .bleu import corpus_bleu, exact_match
 
@@ -322,21 +322,9 @@ class Seq2Seq(Model):
         data = self.batcher(sources, targets, batch_size=batch_size, seed=seed)
         valid = None if valid_sources is None else self.batcher(valid_sources, valid_targets,
                                                                 batch_size=batch_size, shuffle=False)
-        opt = config.make_optimizer(self.params, self.grads)
-        history = self.restore_training(resume, opt, data) if resume is not None else History()
-
-        def validate():
-            value = self.loss(valid)
-            if on_eval is not None:
-                on_eval(history.step, value)
-            return value
-
-        def checkpoint(step):
-            self.save_training(checkpoint_dir, opt, data, history, config, extra_meta=checkpoint_meta)
-
-        return train(self, data, config, validate=validate if valid is not None else None,
-                     checkpoint=checkpoint if checkpoint_dir is not None else None, optimizer=opt,
-                     history=history, progress=progress)
+        return self.run_training(data, (lambda: self.loss(valid)) if valid is not None else None, config,
+                                 checkpoint_dir=checkpoint_dir, resume=resume, progress=progress, on_eval=on_eval,
+                                 checkpoint_meta=checkpoint_meta)
 
     def _rngs(self) -> dict:
         return {"dropout": self._drop_rng, "encoder": self.encoder.rng, "decoder": self.decoder.rng}

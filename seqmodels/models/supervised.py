@@ -21,7 +21,7 @@ from ..core.init import as_generator
 from ..layers import Bidirectional, Embedding, Stack, make_recurrent
 from ..text import SequenceBatcher, Vocabulary
 from ..text.batching import pad_sequences
-from ..training.loop import History, TrainConfig, train
+from ..training.loop import TrainConfig
 from .base import Model
 
 CELLS = ("lstm", "gru", "rnn")
@@ -208,24 +208,10 @@ class SupervisedRNN(Model):
 
     def _fit(self, data, valid, *, config, checkpoint_dir, progress, resume, on_eval, checkpoint_meta,
              train_options):
-        config = config or TrainConfig(**train_options)
-        opt = config.make_optimizer(self.params, self.grads)
-        history = History()
-        if resume is not None:
-            history = self.restore_training(resume, opt, data)
-
-        def validate():
-            value = self.mean_loss(valid)
-            if on_eval is not None:
-                on_eval(history.step, value)
-            return value
-
-        def checkpoint(step):
-            self.save_training(checkpoint_dir, opt, data, history, config, extra_meta=checkpoint_meta)
-
-        self.history = train(self, data, config, validate=validate if valid is not None else None,
-                             checkpoint=checkpoint if checkpoint_dir is not None else None, optimizer=opt,
-                             history=history, progress=progress)
+        self.history = self.run_training(
+            data, (lambda: self.mean_loss(valid)) if valid is not None else None, config or TrainConfig(**train_options),
+            checkpoint_dir=checkpoint_dir, resume=resume, progress=progress, on_eval=on_eval,
+            checkpoint_meta=checkpoint_meta)
         return self
 
     def _rngs(self) -> dict:
