@@ -208,10 +208,10 @@ class SupervisedRNN(Model):
 
     def _fit(self, data, valid, *, config, checkpoint_dir, progress, resume, on_eval, checkpoint_meta,
              train_options):
-        self.history = self.run_training(
-            data, (lambda: self.mean_loss(valid)) if valid is not None else None, config or TrainConfig(**train_options),
-            checkpoint_dir=checkpoint_dir, resume=resume, progress=progress, on_eval=on_eval,
-            checkpoint_meta=checkpoint_meta)
+        validation_loss = (lambda: self.mean_loss(valid)) if valid is not None else None
+        self.history = self.run_training(data, validation_loss, config or TrainConfig(**train_options),
+                                         checkpoint_dir=checkpoint_dir, resume=resume, progress=progress,
+                                         on_eval=on_eval, checkpoint_meta=checkpoint_meta)
         return self
 
     def _rngs(self) -> dict:
