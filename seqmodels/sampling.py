@@ -27,10 +27,10 @@ class TokenSampler:
     ``temperature`` divides the logits; tokens in ``banned`` get probability 0; ``top_k`` keeps the k most
     probable; ``greedy`` takes the argmax (no random draw). Drawing is the inverse CDF: the first token
     whose cumulative weight exceeds ``u · total`` with ``u ~ U[0, 1)`` from ``rng`` — one uniform per
-    row, and a token of weight 0 can never be chosen.
+    row, and a token of weight 0 can never be chosen (``rng`` may be None for :meth:`weights` alone).
     """
 
-    def __init__(self, rng: np.random.Generator, *, temperature: float = 1.0, top_k: int | None = None,
+    def __init__(self, rng: np.random.Generator | None, *, temperature: float = 1.0, top_k: int | None = None,
                  greedy: bool = False, banned=()):
         if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
             raise ConfigError(f"top_k: expected an integer >= 1 or None, got {top_k!r}")
@@ -70,7 +70,7 @@ class TokenSampler:
 def next_token_distribution(logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None,
                             banned=()) -> np.ndarray:
     """(B, V) logits -> (B, V) float64 probabilities after temperature, bans and top-k."""
-    p = TokenSampler(np.random.default_rng(0), temperature=temperature, top_k=top_k, banned=banned).weights(logits)
+    p = TokenSampler(None, temperature=temperature, top_k=top_k, banned=banned).weights(logits)
     return p / p.sum(axis=1, keepdims=True)
 
 

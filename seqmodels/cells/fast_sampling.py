@@ -89,7 +89,8 @@ def _lstm_sample(logits, table, WhT, WxT, b, A, C, P, peep, WyT, b_y, inv_t, ban
 def lstm_sample(layers, table, W_y, b_y, state, logits, draw, eos: int, stop: bool, max_len: int):
     """Sample one sequence (batch 1) from LSTM ``layers`` of one width in one compiled call.
 
-    ``table`` (V, 4H): the first layer's ``W_x x + b`` per token; ``state``: the layers' (a, c) after the
+    ``table`` (V, 4H): the first layer's ``W_x x + b`` per token, sigmoid gates halved
+    (``input_table(E, scaled=True)``); ``state``: the layers' (a, c) after the
     prime; ``logits`` (1, V): the prediction for the first token; ``draw``: the
     :class:`~seqmodels.sampling.TokenSampler` (its top-k is not compiled: None is returned then, and for
     layers of different widths or peephole settings). Returns (ids (max_len,), length).
@@ -98,11 +99,10 @@ def lstm_sample(layers, table, W_y, b_y, state, logits, draw, eos: int, stop: bo
     if draw.top_k is not None or any(layer.hidden_size != H or layer.cell.peephole != layers[0].cell.peephole
                                      or layer.dtype != dtype for layer in layers):
         return None
-    scale = layers[0].cell.gate_scale(dtype)
     WhT = np.stack([layer.cell.pack(layer.W_h)[0] for layer in layers])
-    WxT = np.stack([np.zeros((H, 4 * H), dtype)] + [np.ascontiguousarray(layer.W_x.T * scale)
-                                                     for layer in layers[1:]])
-    b = np.stack([layer._b * scale for layer in layers])
+    inputs = [layer.input_weights() for layer in layers]
+    WxT = np.stack([np.zeros((H, 4 * H), dtype)] + [W_xT for W_xT, _ in inputs[1:]])
+    b = np.stack([b for _, b in inputs])
     P = np.stack([0.5 * layer.cell.peepholes(dtype) for layer in layers])
     A = np.stack([np.array(s[0], dtype).reshape(1, H) for s in state])
     C = np.stack([np.array(s[1], dtype).reshape(1, H) for s in state])
@@ -110,7 +110,7 @@ def lstm_sample(layers, table, W_y, b_y, state, logits, draw, eos: int, stop: bo
     banned[draw.banned] = True
     u = np.zeros(max_len) if draw.greedy else draw.rng.random(max_len)
     out = np.zeros(max_len, np.int64)
-    n = _lstm_sample(np.array(logits, dtype).reshape(1, -1), np.ascontiguousarray(table * scale), WhT, WxT, b,
+    n = _lstm_sample(np.array(logits, dtype).reshape(1, -1), np.ascontiguousarray(table), WhT, WxT, b,
                      A, C, P, layers[0].cell.peephole, np.ascontiguousarray(W_y.T, dtype), np.asarray(b_y, dtype),
                      draw.inv_t, banned, draw.greedy, u, eos, stop, out, np.empty((1, 4 * H), dtype))
     return out, n

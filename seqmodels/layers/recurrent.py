@@ -103,8 +103,9 @@ class Recurrent(Layer):
         """The input half of the fused weight, ``W[:, H:]`` (a view)."""
         return self._W[:, self.hidden_size:]
 
-    def _input_weights(self):
-        """``W_xᵀ`` (D, G*H) and ``b`` scaled by the cell's ``gate_scale`` (sigmoid gates halved, exactly)."""
+    def input_weights(self):
+        """``W_xᵀ`` (D, G*H) and ``b`` scaled by the cell's ``gate_scale`` (sigmoid gates halved, exactly),
+        as the time loops read the input half of every gate."""
         scale = self.cell.gate_scale(self.dtype)
         if scale is None:
             return self.W_x.T, self._b
@@ -193,7 +194,7 @@ class Recurrent(Layer):
                 getattr(buf, name)[0] = s0[order]
         if run:
             G = buf.G.reshape(run * B, -1)
-            W_xT, b = self._input_weights()
+            W_xT, b = self.input_weights()
             if embedding is not None:
                 W_xT = embedding @ W_xT                                 # (V, G*H): E W_xᵀ, one row per token
             if onehot:
@@ -318,20 +319,22 @@ class Recurrent(Layer):
         cell.step(0, B, buf, W_h)
         return self.join_state([getattr(buf, name)[1] for name in cell.state_names])
 
-    def input_table(self, embedding: np.ndarray | None = None) -> np.ndarray:
+    def input_table(self, embedding: np.ndarray | None = None, *, scaled: bool = False) -> np.ndarray:
         """``W_x x + b`` for every token of a vocabulary at once: (V, G*H).
 
         ``embedding`` (V, D) gives the input vector of each token; ``None`` means one-hot input over
         ``input_size`` tokens (the table is then ``W_xᵀ + b``). Row w is exactly what the layer adds
         for token w at every step, so a generator that feeds back token ids can look the whole input
-        projection up (``step(table[ids], state, projected=True)``) instead of multiplying by W_x.
+        projection up instead of multiplying by W_x. ``scaled``: with the sigmoid gates halved, as the
+        time loops read it (:meth:`input_weights`).
         """
+        W_xT, b = self.input_weights() if scaled else (self.W_x.T, self._b)
         if embedding is None:
-            return self.W_x.T + self._b
+            return W_xT + b
         E = np.asarray(embedding, dtype=self.dtype)
         if E.ndim != 2 or E.shape[1] != self.input_size:
             raise ShapeError(f"input_table: embedding must be (V, {self.input_size}), got {E.shape}")
-        return E @ self.W_x.T + self._b
+        return E @ W_xT + b
 
 
 def step_buffers(layer: Recurrent, state, B: int) -> SimpleNamespace:

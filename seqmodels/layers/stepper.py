@@ -29,10 +29,8 @@ class Stepper:
     def __init__(self, layer: Recurrent, batch: int, state=None, *, embedding: np.ndarray | None = None):
         self.layer, self.cell, self.batch = layer, layer.cell, check_positive_int("batch", batch)
         self.packed = self.cell.pack(layer.W_h)
-        self.scale = self.cell.gate_scale(layer.dtype)                   # the loop's halved sigmoid inputs
-        scale = 1.0 if self.scale is None else self.scale
-        self.W_x = np.ascontiguousarray(layer.W_x * (scale if self.scale is None else scale[:, None]))
-        self.b = layer._b * scale
+        W_xT, self.b = layer.input_weights()                             # the loop's halved sigmoid inputs
+        self.W_x = np.ascontiguousarray(W_xT.T)
         self.embedding, self.table = embedding, None
         self.buf = step_buffers(layer, state, self.batch)
         self.buf.G = np.empty((1, self.batch, self.b.shape[0]), dtype=layer.dtype)
@@ -44,8 +42,7 @@ class Stepper:
         z = self.buf.G[0]
         if is_token_ids(x):
             if self.table is None:
-                table = self.layer.input_table(self.embedding)
-                self.table = table if self.scale is None else table * self.scale
+                self.table = self.layer.input_table(self.embedding, scaled=True)
             np.take(self.table, x, axis=0, out=z)
         elif self.batch == 1:
             np.matmul(self.W_x, np.asarray(x, dtype=z.dtype)[0], out=z[0])

@@ -346,12 +346,12 @@ class LanguageModel(Model):
         """One LSTM sequence in one compiled call (``seqmodels[fast]``): the same network, the same draws
         from the same uniforms as :meth:`_generate`, without Python per token. False when it does not
         apply (no numba, not an LSTM, top-k, a vocabulary larger than the tokens to generate, ...)."""
-        E = None if self.embedding is None else self.embedding.params["W_e"]
-        too_big = E is not None and len(self.vocab) > out.shape[1]        # the (V, 4H) table would not pay
-        if fast.compiled(self.dtype) is None or self.cell != "lstm" or too_big:
+        if fast.compiled(self.dtype) is None or self.cell != "lstm" or not self._table_pays(out.shape[1]):
             return False
         from ..cells import fast_sampling
-        got = fast_sampling.lstm_sample(self.rnn.layers, self.rnn.layers[0].input_table(E), self.head.params["W_y"],
+        E = None if self.embedding is None else self.embedding.params["W_e"]
+        table = self.rnn.layers[0].input_table(E, scaled=True)
+        got = fast_sampling.lstm_sample(self.rnn.layers, table, self.head.params["W_y"],
                                   self.head.params["b_y"], state, last, draw, self.vocab.eos_id, stop_at_eos,
                                   out.shape[1])
         if got is None:
@@ -385,6 +385,11 @@ class LanguageModel(Model):
         logits = x @ self.head.params["W_y"].T + self.head.params["b_y"]
         return logits, tuple(new)
 
+    def _table_pays(self, tokens: int) -> bool:
+        """Whether generating ``tokens`` ids should look the first layer's input up in a (V, G*H) table:
+        always for one-hot input (the table is ``W_xᵀ`` itself), with an embedding when V <= tokens."""
+        return self.embedding is None or len(self.vocab) <= tokens
+
     def _stepper(self, state, batch: int, tokens: int):
         """The network one step at a time for sampling ``tokens`` ids in total: (B,) ids -> logits (B, V).
 
@@ -392,7 +397,7 @@ class LanguageModel(Model):
         projection up in a (V, G*H) table (embedding and ``W_x`` folded: the same numbers, one pass over
         ``W_x`` fewer per token) when building the table costs less than the products it replaces."""
         E = None if self.embedding is None else self.embedding.params["W_e"]
-        table = E is None or len(self.vocab) <= tokens
+        table = self._table_pays(tokens)
         steppers = [Stepper(layer, batch, s, embedding=E if i == 0 else None)
                     for i, (layer, s) in enumerate(zip(self.rnn.layers, state))]
         W_yT, b_y = np.ascontiguousarray(self.head.params["W_y"].T), self.head.params["b_y"]

@@ -33,6 +33,8 @@ def test_model_gradients_match_finite_differences(cell, kw, T):
     y = rng.integers(3, len(lm.vocab), size=(3, T))
     lengths = np.array([T, 2, 4])
     assert (x.size > len(lm.vocab)) == (T == 12)
+    folded = lm.forward(x, lengths)[2][0] == "folded"
+    assert folded == (T == 12 and lm.embedding is not None)
     lm.zero_grad()
     lm.train_batch((x, y, lengths))
 
