@@ -121,10 +121,14 @@ def _cut_inside(buf: bytes) -> tuple[bytes, bytes]:
     there) or else on a character boundary, never between ``\\r`` and ``\\n``."""
     cut = buf.rfind(b" ") + 1
     if cut == 0:
-        cut = max(len(buf) - 4, 0)
-        for _ in range(3):                                 # step back onto the first byte of a character
-            if cut > 0 and buf[cut] & 0xC0 == 0x80:
-                cut -= 1
+        cut = back = max(len(buf) - 4, 0)
+        for _ in range(4):                                 # step back onto the first byte of a character
+            if back > 0 and buf[back] & 0xC0 == 0x80:
+                back -= 1
+        if not (back > 0 and buf[back] & 0xC0 == 0x80):
+            cut = back
+        # else: 5 continuation bytes in a row, so a stray one lies before ``cut`` and decoding the piece
+        # reports the first defect where it is (a cut inside a character would report its start instead)
         if cut > 0 and buf[cut - 1] == 0x0D:               # keep \r\n together
             cut -= 1
     return buf[:cut], buf[cut:]

@@ -10,7 +10,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from seqmodels.core.errors import ConfigError, DataError, DTypeError
@@ -69,6 +69,7 @@ def test_chunks_join_to_read_text(tmp_path_factory, text, chunk):
 @FUZZ
 @given(text=st.lists(ALPHABET, min_size=2, max_size=80).map("".join), where=st.floats(0, 1),
        bad=st.sampled_from([b"\x00", b"\xff", b"\xc3", b"\x80", b"\xed\xa0\x80"]), chunk=CHUNKS)
+@example(text="😀aé", where=0.5, bad=b"\x80", chunk=16)     # a stray byte after a 4-byte character
 def test_a_bad_byte_is_reported_where_read_text_reports_it(tmp_path_factory, text, where, bad, chunk):
     at = int(where * len(text))                      # between two characters: one defect in the file
     path = write(tmp_path_factory.mktemp("mm"), "c.txt", text[:at].encode("utf-8") + bad + text[at:].encode("utf-8"))
