@@ -27,6 +27,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ..core import workspace
+
 
 def sigmoid_(x: np.ndarray) -> np.ndarray:
     """σ(x) = (1 + tanh(x/2)) / 2 in place: stable for any x, no overflow warnings."""
@@ -66,7 +68,8 @@ def packed_transpose(W_h: np.ndarray, halve: int = 0) -> np.ndarray:
     product ``z/2`` for them, so ``σ(z) = (1 + tanh(z/2)) / 2`` needs one ``tanh`` over all gates at
     once and no separate scaling pass.
     """
-    out = np.ascontiguousarray(W_h.T)
+    out = workspace.empty(W_h.shape[::-1], W_h.dtype)
+    np.copyto(out, W_h.T)
     if halve:
         out[:, :halve] *= 0.5
     return out
@@ -126,13 +129,14 @@ class Cell:
         self.dW, self.db, self.dP = dW, db, dextra
 
     def alloc(self, steps: int, batch: int, dtype) -> SimpleNamespace:
-        """Buffers: gates G (T, B, G*H) uninitialised, states (T+1, B, H) and extras (T, B, H) zeroed."""
+        """Buffers: gates G (T, B, G*H) uninitialised, states (T+1, B, H) and extras (T, B, H) zeroed
+        (on recycled memory: see :mod:`seqmodels.core.workspace`)."""
         H = self.hidden_size
-        buf = SimpleNamespace(G=np.empty((steps, batch, self.num_gates * H), dtype=dtype))
+        buf = SimpleNamespace(G=workspace.empty((steps, batch, self.num_gates * H), dtype))
         for name in self.state_names:
-            setattr(buf, name, np.zeros((steps + 1, batch, H), dtype=dtype))
+            setattr(buf, name, workspace.zeros((steps + 1, batch, H), dtype))
         for name in self.extra_buffers:
-            setattr(buf, name, np.zeros((steps, batch, H), dtype=dtype))
+            setattr(buf, name, workspace.zeros((steps, batch, H), dtype))
         return buf
 
     #: number of leading gate blocks that are sigmoid gates (their inputs arrive halved, see forward_loop)

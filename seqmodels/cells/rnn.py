@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.errors import check_choice
+from ..core import blas
 from . import fast
 from .base import Cell, packed_transpose, recur, zero_padded_rows
 
@@ -89,4 +90,4 @@ class RNNCell(Cell):
 
     def recurrent_grads(self, buf, dz_all: np.ndarray, steps: int) -> None:
         H = self.hidden_size
-        self.dW[:, :H] += dz_all.reshape(-1, H).T @ buf.a[:steps].reshape(-1, H)   # Σ_t dz<t> a<t-1>ᵀ
+        blas.gemm_add(self.dW[:, :H], dz_all.reshape(-1, H).T, buf.a[:steps].reshape(-1, H))   # Σ dz<t> a<t-1>ᵀ

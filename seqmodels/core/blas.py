@@ -29,7 +29,10 @@ import os
 from contextlib import contextmanager
 from functools import lru_cache
 
-__all__ = ["blas_info", "get_num_threads", "set_num_threads", "blas_threads", "step_threads", "set_step_threads"]
+import numpy as np
+
+__all__ = ["blas_info", "get_num_threads", "set_num_threads", "blas_threads", "step_threads", "set_step_threads",
+           "gemm_add", "cblas_gemm_symbols"]
 
 _STEP = {"threads": None}
 
@@ -169,3 +172,88 @@ def blas_info() -> dict:
     if isinstance(b, _OpenBLAS):
         return {"library": b.path, "corename": b.corename(), "num_threads": b.get()}
     return {"library": None if b is None else "threadpoolctl", "corename": None, "num_threads": get_num_threads()}
+
+
+# ------------------------------------------------------------------ C += A @ B without a temporary
+
+_CBLAS_CANDIDATES = (("scipy_cblas_", "64_", True), ("cblas_", "64_", True),
+                     ("scipy_cblas_", "", False), ("cblas_", "", False))
+
+
+@lru_cache(maxsize=1)
+def cblas_gemm_symbols():
+    """``(library path, sgemm name, dgemm name, ilp64)`` of NumPy's BLAS's ``cblas_?gemm``, or None.
+
+    NumPy's wheels bundle the 64-bit-integer ``scipy_openblas64_`` (``scipy_cblas_sgemm64_``); a
+    NumPy built against a system OpenBLAS has the plain ``cblas_sgemm``.
+    """
+    info = blas_info()
+    path = info["library"]
+    if not path or path == "threadpoolctl":
+        return None
+    lib = ctypes.CDLL(path)
+    for prefix, suffix, ilp64 in _CBLAS_CANDIDATES:
+        names = (f"{prefix}sgemm{suffix}", f"{prefix}dgemm{suffix}")
+        if all(hasattr(lib, n) for n in names):
+            return path, names[0], names[1], ilp64
+    return None
+
+
+@lru_cache(maxsize=1)
+def _cblas():
+    found = cblas_gemm_symbols()
+    if found is None:
+        return None
+    path, sname, dname, ilp64 = found
+    lib = ctypes.CDLL(path)
+    idx = ctypes.c_int64 if ilp64 else ctypes.c_int
+    out = {}
+    for dtype, name, real in ((np.dtype(np.float32), sname, ctypes.c_float), (np.dtype(np.float64), dname, ctypes.c_double)):
+        f = getattr(lib, name)
+        f.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, idx, idx, idx, real, ctypes.c_void_p, idx,
+                      ctypes.c_void_p, idx, real, ctypes.c_void_p, idx]
+        f.restype = None
+        out[dtype] = f
+    return out
+
+
+def _operand(x: np.ndarray):
+    """(transpose flag, leading dimension) of a 2-D operand whose rows or columns are unit-stride, or None."""
+    item = x.itemsize
+    r, c = x.strides
+    if c == item and r % item == 0 and r // item >= max(x.shape[1], 1):
+        return 111, r // item                          # CblasNoTrans, row-major
+    if r == item and c % item == 0 and c // item >= max(x.shape[0], 1):
+        return 112, c // item                          # CblasTrans: a transposed row-major matrix
+    return None
+
+
+def gemm_add(C: np.ndarray, A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """``C += A @ B`` in one BLAS call (``beta = 1``): no temporary product, no second pass over C.
+
+    The gradient accumulations (``dW += dzᵀ x``) of every layer go through here. ``A``, ``B`` and
+    ``C`` are 2-D of one float dtype; views such as ``dz.T`` or ``dW[:, H:]`` are passed as they are
+    (transposed or strided operands become the BLAS's transpose flags and leading dimensions).
+    Anything the BLAS cannot take directly — other dtypes, no unit stride, a BLAS without cblas —
+    falls back to ``C += A @ B``. Returns ``C``.
+
+    >>> C = np.ones((2, 2), np.float32)
+    >>> gemm_add(C, np.eye(2, dtype=np.float32), np.full((2, 2), 2, np.float32)).tolist()
+    [[3.0, 3.0], [3.0, 3.0]]
+    """
+    fns = _cblas()
+    dtype = C.dtype
+    ok = (fns is not None and dtype in fns and A.dtype == dtype and B.dtype == dtype and C.ndim == A.ndim == B.ndim == 2
+          and A.shape[0] == C.shape[0] and B.shape[1] == C.shape[1] and A.shape[1] == B.shape[0]
+          and C.flags.writeable)
+    if ok:
+        a, b, c = _operand(A), _operand(B), _operand(C)
+        ok = a is not None and b is not None and c is not None and c[0] == 111
+    if not ok:
+        C += A @ B
+        return C
+    m, n, k = C.shape[0], C.shape[1], A.shape[1]
+    if m and n:
+        fns[dtype](101, a[0], b[0], m, n, k, 1.0, A.ctypes.data, a[1], B.ctypes.data, b[1], 1.0,
+                   C.ctypes.data, c[1])
+    return C

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from seqmodels.core import workspace
 from seqmodels.core.errors import ConfigError, DTypeError, ShapeError, check_choice
 
 __all__ = [
@@ -321,7 +322,7 @@ def softmax_cross_entropy(logits, targets, lengths=None, mask=None, reduction: s
                          f"got {int(y[i])} at index {tuple(int(w) for w in where)}")
     n = z.shape[0]
     pick = (np.arange(n), y)
-    p = z - _safe_max(z, 1)                             # z - m
+    p = np.subtract(z, _safe_max(z, 1), out=workspace.empty(z.shape, z.dtype))   # z - m
     z_y = p[pick]                                       # z_y - m
     np.exp(p, out=p)                                    # exp(z - m)
     total = p.sum(axis=1, keepdims=True)                # Σ_j exp(z_j - m)

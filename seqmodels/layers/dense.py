@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core import blas, workspace
 from ..core.errors import DTypeError, ShapeError, check_choice, check_positive_int
 from ..core.init import as_generator, xavier_uniform
 from ..core.params import ParamDict
@@ -51,8 +52,10 @@ class Dense(Layer):
             raise ShapeError(f"x: expected shape (B, T, {self.in_features}) or (B, {self.in_features}), "
                              f"got {x.shape}")
         x = x.astype(self.dtype, copy=False)
-        z = (x.reshape(-1, self.in_features) @ self.params["W_y"].T).reshape(x.shape[:-1] + (self.out_features,))
-        z += self.params["b_y"]                          # one 2-D GEMM (a 3-D matmul would loop over B)
+        z = workspace.empty(x.shape[:-1] + (self.out_features,), self.dtype)
+        np.matmul(x.reshape(-1, self.in_features), self.params["W_y"].T,          # one 2-D GEMM (a 3-D
+                  out=z.reshape(-1, self.out_features))                          # matmul loops over B)
+        z += self.params["b_y"]
         if self.activation == "tanh":
             np.tanh(z, out=z)
         elif self.activation == "relu":
@@ -79,6 +82,9 @@ class Dense(Layer):
         elif self.activation == "sigmoid":
             dz = dz * y * (1.0 - y)
         flat_dz = dz.reshape(-1, self.out_features)
-        self.grads["W_y"] += flat_dz.T @ x.reshape(-1, self.in_features)
+        W, dW = self.params["W_y"], self.grads["W_y"]
+        blas.gemm_add(dW, flat_dz.T, x.reshape(-1, self.in_features))
         self.grads["b_y"] += flat_dz.sum(axis=0)
-        return (flat_dz @ self.params["W_y"]).reshape(x.shape), None
+        dx = workspace.empty(x.shape, self.dtype)
+        np.matmul(flat_dz, W, out=dx.reshape(-1, self.in_features))
+        return dx, None

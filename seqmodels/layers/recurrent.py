@@ -28,7 +28,7 @@ from ..cells.base import Cell
 from ..cells.gru import GRUCell
 from ..cells.lstm import LSTMCell
 from ..cells.rnn import RNNCell
-from ..core import blas
+from ..core import blas, workspace
 from ..core.errors import ConfigError, ShapeError, check_positive_int
 from ..core.init import as_generator, init_recurrent_block
 from ..core.params import ParamDict
@@ -109,7 +109,8 @@ class Recurrent(Layer):
         scale = self.cell.gate_scale(self.dtype)
         if scale is None:
             return self.W_x.T, self._b
-        return self.W_x.T * scale, self._b * scale
+        W_xT = np.multiply(self.W_x.T, scale, out=workspace.empty(self.W_x.shape[::-1], self.dtype))
+        return W_xT, self._b * scale
 
     def config(self) -> dict:
         """Constructor arguments (JSON-able) that rebuild this layer's shape."""
@@ -198,13 +199,15 @@ class Recurrent(Layer):
             if embedding is not None:
                 W_xT = embedding @ W_xT                                 # (V, G*H): E W_xᵀ, one row per token
             if onehot:
-                np.take(W_xT, xs.reshape(-1), axis=0, out=G)           # W_x o<w> = column w of W_x
+                # W_x o<w> = column w of W_x; the ids were range-checked, and mode="raise" would copy
+                # ``out`` through a fresh temporary (3-12 ms a call at char-128 sizes, page faults included)
+                np.take(W_xT, xs.reshape(-1), axis=0, out=G, mode="clip")
             else:
                 np.matmul(xs.reshape(run * B, -1), W_xT, out=G)        # W_x x<t> for all t: one GEMM
             G += b
             with blas.blas_threads(blas.step_threads()):
                 cell.forward_loop(buf, self.W_h, sizes)
-        out = np.zeros((B, T, self.hidden_size), dtype=self.dtype)
+        out = workspace.zeros((B, T, self.hidden_size), self.dtype)
         if run:
             a_run = buf.a[1:]
             if self.reverse:
@@ -243,7 +246,7 @@ class Recurrent(Layer):
         for part in self.split_state(dstate, B, "dstate"):
             carry.append(np.zeros((B, H), self.dtype) if part is None else part[order].astype(self.dtype))
         onehot = xs.ndim == 2
-        dx = None if onehot else np.zeros((B, T, self.input_size), dtype=self.dtype)
+        dx = None if onehot else workspace.zeros((B, T, self.input_size), self.dtype)
         if embedding is not None:
             dx = np.zeros_like(embedding)                               # d/dE
         if run:
@@ -253,23 +256,24 @@ class Recurrent(Layer):
                 dout_t = dout[order[None, :], tidx]
             else:
                 dout_t = _time_major(dout, order, run)                   # (run, B, H), one copy
-            dz = np.empty((run, B, cell.num_gates * H), dtype=self.dtype)
+            dz = workspace.empty((run, B, cell.num_gates * H), self.dtype)
             with blas.blas_threads(blas.step_threads()):
                 cell.backward_loop(buf, self.W_h, sizes, carry, dout_t, dz)
             flat = dz.reshape(run * B, -1)
             if embedding is not None:
                 S = np.zeros((embedding.shape[0], flat.shape[1]), dtype=self.dtype)
                 scatter_add_rows(S, xs.reshape(-1), flat)                 # S[w] = Σ dz<t> over x<t> = w
-                self._dW[:, H:] += S.T @ embedding                       # Σ dz<t> E[w]ᵀ
+                blas.gemm_add(self._dW[:, H:], S.T, embedding)           # Σ dz<t> E[w]ᵀ
                 dx = S @ self.W_x                                        # dE[w] = W_xᵀ S[w]
             elif onehot:
                 scatter_add_rows(self._dW[:, H:].T, xs.reshape(-1), flat)  # into the columns used
             else:
-                self._dW[:, H:] += flat.T @ xs.reshape(run * B, -1)     # Σ_t dz<t> x<t>ᵀ
+                blas.gemm_add(self._dW[:, H:], flat.T, xs.reshape(run * B, -1))   # Σ_t dz<t> x<t>ᵀ
             self._db += flat.sum(axis=0)
             cell.recurrent_grads(buf, dz, run)
             if not onehot:
-                dxs = (flat @ self.W_x).reshape(run, B, -1)
+                dxs = np.matmul(flat, self.W_x, out=workspace.empty((run * B, self.input_size), self.dtype))
+                dxs = dxs.reshape(run, B, -1)
                 if self.reverse:
                     dx[order[None, :], tidx] = dxs
                 else:
@@ -353,7 +357,7 @@ def _time_major(x: np.ndarray, order: np.ndarray, run: int) -> np.ndarray:
     """``x[order, :run]`` time-major, (run, B, ...) C-contiguous (one transposing copy when ``order`` is
     the identity, as for equal lengths; else a gather first — both ~2x faster than ``np.take`` along
     the strided batch axis)."""
-    out = np.empty((run, order.shape[0]) + x.shape[2:], dtype=x.dtype)
+    out = workspace.empty((run, order.shape[0]) + x.shape[2:], x.dtype)
     same = order.shape[0] == x.shape[0] and bool((order == np.arange(order.shape[0])).all())
     np.copyto(out, (x[:, :run] if same else x[order, :run]).swapaxes(0, 1))
     return out

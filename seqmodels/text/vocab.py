@@ -330,7 +330,7 @@ class Vocabulary:
         for start in range(0, len(text), _CHUNK):
             cps = np.frombuffer(text[start:start + _CHUNK].encode("utf-32-le", "surrogatepass"),
                                 dtype="<u4")
-            np.take(table, np.minimum(cps, last), out=out[start:start + cps.size])
+            np.take(table, np.minimum(cps, last), out=out[start:start + cps.size], mode="clip")
         return out
 
     def _unknown_message(self, items, bad: np.ndarray) -> str:

@@ -60,10 +60,25 @@ def _threshold(name: str, value) -> float:
     return v
 
 
+#: float32 elements per partial sum of squares: each is one BLAS dot (float32 accumulators in the
+#: kernel's SIMD lanes, a few thousand terms each), the partial sums add up in float64
+_CHUNK = 1 << 16
+
+
 def _sum_squares(arrays: list[np.ndarray], scale: float = 1.0) -> float:
     total = 0.0
     for a in arrays:
-        x = a.astype(np.float64, copy=False).ravel()
+        x = a.ravel()
+        if x.dtype == np.float32 and scale == 1.0:     # no float64 copy of every gradient (12 MB/step at H=512)
+            for i in range(0, x.size, _CHUNK):
+                c = x[i:i + _CHUNK]
+                part = float(np.dot(c, c))
+                if math.isinf(part):                    # squares beyond float32's range: redo in float64
+                    c = c.astype(np.float64)
+                    part = float(np.dot(c, c))
+                total += part
+            continue
+        x = x.astype(np.float64, copy=False)
         if scale != 1.0:
             x = x * scale
         total += float(np.dot(x, x))                    # Σ g²

@@ -155,3 +155,11 @@ def test_clip_bounds_property(a, threshold, mode):
         assert global_norm(g) <= threshold * (1 + 1e-12)
         assert global_norm(g) == pytest.approx(min(stats.norm_before, threshold), rel=1e-12)
     assert stats.norm_before == pytest.approx(np.linalg.norm(a), rel=1e-12)
+
+
+def test_float32_norm_is_accurate_and_handles_huge_values():
+    rng = np.random.default_rng(3)
+    g = [rng.standard_normal(300_007).astype(np.float32), rng.standard_normal((7, 5)).astype(np.float32)]
+    exact = np.sqrt(sum(float((a.astype(np.float64) ** 2).sum()) for a in g))
+    assert global_norm(g) == pytest.approx(exact, rel=1e-6)
+    assert global_norm([np.array([3e20, 4e20], np.float32)]) == pytest.approx(5e20, rel=1e-6)   # squares beyond float32
