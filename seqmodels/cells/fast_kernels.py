@@ -58,20 +58,17 @@ def gemm_functions() -> str:
     """
     if _FOUND:
         return _FOUND["name"]
-    path = _blas.blas_info()["library"]
-    if not path or path == "threadpoolctl":
-        raise RuntimeError("NumPy's BLAS library was not found among the loaded libraries")
+    found = _blas.cblas_gemm_symbols()
+    if found is None:
+        raise RuntimeError("NumPy's BLAS library was not found among the loaded libraries, or has no cblas_?gemm")
+    path, sname, dname, ilp64 = found
+    if not ilp64 and platform.machine().lower() not in ("x86_64", "amd64"):
+        raise RuntimeError(f"{sname} in {path} takes 32-bit integers: only bound on x86-64")
     lib = ctypes.CDLL(path)
-    x86 = platform.machine().lower() in ("x86_64", "amd64")
-    for prefix, suffix, ilp64 in (("scipy_cblas_", "64_", True), ("cblas_", "64_", True),
-                                  ("scipy_cblas_", "", False), ("cblas_", "", False)):
-        names = (f"{prefix}sgemm{suffix}", f"{prefix}dgemm{suffix}")
-        if all(hasattr(lib, n) for n in names) and (ilp64 or x86):
-            for key, name in zip(("seqmodels_sgemm", "seqmodels_dgemm"), names):
-                _llvm.add_symbol(key, ctypes.cast(getattr(lib, name), ctypes.c_void_p).value)
-            _FOUND["name"] = names[0]
-            return names[0]
-    raise RuntimeError(f"no usable cblas sgemm/dgemm symbol in {path}")
+    for key, name in (("seqmodels_sgemm", sname), ("seqmodels_dgemm", dname)):
+        _llvm.add_symbol(key, ctypes.cast(getattr(lib, name), ctypes.c_void_p).value)
+    _FOUND["name"] = sname
+    return sname
 
 
 def _gemm_type(real):
