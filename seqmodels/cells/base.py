@@ -68,8 +68,7 @@ def packed_transpose(W_h: np.ndarray, halve: int = 0) -> np.ndarray:
     product ``z/2`` for them, so ``σ(z) = (1 + tanh(z/2)) / 2`` needs one ``tanh`` over all gates at
     once and no separate scaling pass.
     """
-    out = workspace.empty(W_h.shape[::-1], W_h.dtype)
-    np.copyto(out, W_h.T)
+    out = workspace.transposed(W_h)
     if halve:
         out[:, :halve] *= 0.5
     return out

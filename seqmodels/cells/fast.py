@@ -23,15 +23,15 @@ False
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 
 import numpy as np
 
+from ..core import accel
+
 __all__ = ["available", "is_enabled", "set_enabled", "enabled", "run", "why_unavailable"]
 
-_flag = {"on": os.environ.get("SEQMODELS_FAST", "1").strip().lower() not in ("0", "false", "no", "off"),
-         "dtypes": (np.dtype(np.float32),)}
+_flag = accel.FLAG         # one switch for the time loops and the training step's element-wise kernels
 _loaded: dict = {}
 
 

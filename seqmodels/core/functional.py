@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from seqmodels.core import workspace
+from seqmodels.core import accel, workspace
 from seqmodels.core.errors import ConfigError, DTypeError, ShapeError, check_choice
 
 __all__ = [
@@ -321,6 +321,18 @@ def softmax_cross_entropy(logits, targets, lengths=None, mask=None, reduction: s
         raise ShapeError(f"targets: expected class ids in [0, {V}) at valid positions, "
                          f"got {int(y[i])} at index {tuple(int(w) for w in where)}")
     n = z.shape[0]
+    kernels = accel.kernels(z.dtype)
+    if kernels is not None:
+        p = workspace.empty(z.shape, z.dtype)
+        scale = 1.0 / n if reduction == "mean" and n > 0 else 1.0
+        parts = accel.parallel_for(n, kernels.softmax_xent_rows, np.ascontiguousarray(z), y.astype(np.intp, copy=False),
+                                   p, z.dtype.type(scale), cost=n * V)
+        loss = float(sum(parts)) * scale                 # Σ -log p_y, one pass over each row
+        if rows is None:
+            return loss, p.reshape(logits.shape)
+        dlogits = np.zeros((targets.size, V), dtype=logits.dtype)
+        dlogits[rows] = p
+        return loss, dlogits.reshape(logits.shape)
     pick = (np.arange(n), y)
     p = np.subtract(z, _safe_max(z, 1), out=workspace.empty(z.shape, z.dtype))   # z - m
     z_y = p[pick]                                       # z_y - m

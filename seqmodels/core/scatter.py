@@ -1,13 +1,16 @@
 """Scatter-add of rows, the gradient of a row lookup (embeddings, one-hot inputs).
 
-``target[idx[n]] += values[n]`` for every n. For a small table the one-hot product
-``onehot(idx)ᵀ @ values`` is one GEMM; for a large one, rows are sorted by index and summed per index
-with ``np.add.reduceat`` (both are much faster than ``np.add.at``).
+``target[idx[n]] += values[n]`` for every n. With the optional accelerator (float32) it is one
+compiled pass over ``values``, its columns split between the threads. Otherwise, for a small table
+the one-hot product ``onehot(idx)ᵀ @ values`` is one GEMM; for a large one, rows are sorted by index
+and summed per index with ``np.add.reduceat`` (all much faster than ``np.add.at``).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from . import accel, blas
 
 ONEHOT_MAX_ROWS = 1024
 
@@ -19,10 +22,17 @@ def scatter_add_rows(target: np.ndarray, idx: np.ndarray, values: np.ndarray) ->
         return
     values = values.reshape(idx.size, -1)
     V = target.shape[0]
+    kernels = accel.kernels(values.dtype)
+    if (kernels is not None and target.dtype == values.dtype and target.strides[-1] == target.itemsize
+            and 0 <= idx.min() and idx.max() < V):       # the compiled loop does not check its indices
+        values = np.ascontiguousarray(values)
+        accel.parallel_for(values.shape[1], kernels.scatter_add_rows, target, idx.astype(np.intp, copy=False),
+                           values, cost=values.size)
+        return
     if V <= ONEHOT_MAX_ROWS and idx.size * V <= 64_000_000:
         onehot = np.zeros((idx.size, V), dtype=values.dtype)
         onehot[np.arange(idx.size), idx] = 1
-        target += onehot.T @ values
+        blas.gemm_add(target, onehot.T, values)
         return
     order = np.argsort(idx, kind="stable")
     sorted_idx = idx[order]

@@ -109,7 +109,8 @@ class Recurrent(Layer):
         scale = self.cell.gate_scale(self.dtype)
         if scale is None:
             return self.W_x.T, self._b
-        W_xT = np.multiply(self.W_x.T, scale, out=workspace.empty(self.W_x.shape[::-1], self.dtype))
+        W_xT = workspace.transposed(self.W_x)
+        W_xT *= scale
         return W_xT, self._b * scale
 
     def config(self) -> dict:

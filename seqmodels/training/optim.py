@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from seqmodels.core import accel
 from seqmodels.core.errors import CheckpointError, ConfigError, DTypeError, ShapeError, check_choice
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSProp", "Adam", "OPTIMIZERS", "make_optimizer"]
@@ -430,6 +431,13 @@ class Adam(Optimizer):
     def _update(self, p, g, tmp, slots):
         m, v = slots
         b1, b2 = self.betas
+        kernels = accel.kernels(p.dtype)
+        if kernels is not None and all(a.dtype == p.dtype and a.flags.c_contiguous for a in (p, g, m, v)):
+            f = p.dtype.type                            # the constants as NumPy casts them: the same bits
+            accel.parallel_for(p.size, kernels.adam_update, p.reshape(-1), g.reshape(-1), m.reshape(-1),
+                               v.reshape(-1), f(1.0 - b1), f(b2), f(1.0 - b2), f(self._denom_scale), f(self.eps),
+                               f(self._step_size))      # one pass over p, g, m, v (the lines below: nine)
+            return
         np.subtract(g, m, out=tmp)
         tmp *= 1.0 - b1
         m += tmp                                        # m ← β1 m + (1 - β1) g

@@ -1,0 +1,102 @@
+"""The optional accelerator's switch, and the training step's element-wise work spread over the cores.
+
+``pip install seqmodels[fast]`` (numba) compiles the hot loops: the cells' time loops
+(:mod:`seqmodels.cells.fast`) and, here, the element-wise passes of a training step that NumPy makes
+in many sweeps over memory on one core — the softmax cross-entropy over the logits (max, exp, sum,
+log and gradient of a row in one pass over it) and the Adam update (one pass over ``p, g, m, v``).
+These kernels release the GIL, and :func:`parallel_for` runs them over as many threads as NumPy's
+BLAS uses (``--threads``), in slices of the rows/elements: at PTB sizes (V = 10,000) the softmax and
+the optimiser are a third of a step and would otherwise stay on one core while the GEMMs use all.
+
+One switch covers every compiled path: on when numba is importable, off with ``SEQMODELS_FAST=0`` or
+:func:`set_enabled(False) <set_enabled>`; float32 only by default (float64 — gradient checks — stays
+on NumPy unless :func:`seqmodels.cells.fast.enabled` widens the dtypes). Without numba everything
+runs in NumPy, unchanged, and the tests require both to agree.
+
+>>> isinstance(available(), bool)
+True
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from . import blas
+
+__all__ = ["available", "is_enabled", "set_enabled", "kernels", "parallel_for", "why_unavailable"]
+
+#: the one switch of every compiled path (the cells' loops read it too)
+FLAG = {"on": os.environ.get("SEQMODELS_FAST", "1").strip().lower() not in ("0", "false", "no", "off"),
+        "dtypes": (np.dtype(np.float32),)}
+_loaded: dict = {}
+_pool: dict = {}
+
+#: elements below which a kernel runs on the calling thread alone (a thread hand-off costs ~20 µs)
+PARALLEL_MIN = 1 << 17
+
+
+def _module():
+    if "module" not in _loaded:
+        try:
+            from . import accel_kernels
+            if accel_kernels.numba is None:
+                raise ImportError("numba is not installed (pip install 'seqmodels[fast]')")
+            _loaded["module"], _loaded["why"] = accel_kernels, None
+        except Exception as e:                      # ImportError, or numba failing to start
+            _loaded["module"], _loaded["why"] = None, f"{type(e).__name__}: {e}"
+    return _loaded["module"]
+
+
+def available() -> bool:
+    """True when numba is installed (the element-wise kernels can run)."""
+    return _module() is not None
+
+
+def why_unavailable() -> str | None:
+    _module()
+    return _loaded["why"]
+
+
+def is_enabled() -> bool:
+    return FLAG["on"] and available()
+
+
+def set_enabled(flag: bool) -> bool:
+    """Switch every compiled path on or off for this process; returns the previous setting."""
+    before = FLAG["on"]
+    FLAG["on"] = bool(flag)
+    return before
+
+
+def kernels(dtype):
+    """The compiled element-wise kernels when on, available and ``dtype`` is enabled; else None."""
+    if not FLAG["on"] or np.dtype(dtype) not in FLAG["dtypes"]:
+        return None
+    return _module()
+
+
+def threads() -> int:
+    """How many threads the element-wise kernels use: NumPy's BLAS's count (1 when unknown)."""
+    n = blas.get_num_threads()
+    return max(1, n or 1)
+
+
+def parallel_for(n: int, fn, *args, cost: int | None = None) -> list:
+    """``fn(lo, hi, *args)`` over ``[0, n)`` cut into one slice per thread; returns their results.
+
+    ``fn`` must release the GIL (a ``nogil`` compiled kernel) and write disjoint parts of its
+    outputs for disjoint ranges. The calling thread runs the first slice itself; work of fewer than
+    ``PARALLEL_MIN`` elements (``cost``, default ``n``) or one thread runs in one call.
+    """
+    k = min(threads(), n)
+    if k <= 1 or (n if cost is None else cost) < PARALLEL_MIN:
+        return [fn(0, n, *args)]
+    bounds = [n * i // k for i in range(k + 1)]
+    pool = _pool.get(k)
+    if pool is None:
+        pool = _pool[k] = ThreadPoolExecutor(max_workers=k - 1, thread_name_prefix="seqmodels")
+    futures = [pool.submit(fn, bounds[i], bounds[i + 1], *args) for i in range(1, k)]
+    return [fn(bounds[0], bounds[1], *args)] + [f.result() for f in futures]
