@@ -33,6 +33,8 @@ FLAG = {"on": os.environ.get("SEQMODELS_FAST", "1").strip().lower() not in ("0",
         "dtypes": (np.dtype(np.float32),)}
 _loaded: dict = {}
 _pool: dict = {}
+if hasattr(os, "register_at_fork"):                 # a forked child has the pool but not its threads
+    os.register_at_fork(after_in_child=_pool.clear)
 
 #: elements below which a kernel runs on the calling thread alone (a thread hand-off costs ~20 µs)
 PARALLEL_MIN = 1 << 17

@@ -199,6 +199,9 @@ def cblas_gemm_symbols():
     return None
 
 
+_ILP64 = [True]      # whether the bound cblas takes 64-bit sizes (else larger sizes fall back to NumPy)
+
+
 @lru_cache(maxsize=1)
 def _cblas():
     found = cblas_gemm_symbols()
@@ -207,6 +210,7 @@ def _cblas():
     path, sname, dname, ilp64 = found
     lib = ctypes.CDLL(path)
     idx = ctypes.c_int64 if ilp64 else ctypes.c_int
+    _ILP64[0] = ilp64
     out = {}
     for dtype, name, real in ((np.dtype(np.float32), sname, ctypes.c_float), (np.dtype(np.float64), dname, ctypes.c_double)):
         f = getattr(lib, name)
@@ -248,7 +252,9 @@ def gemm_add(C: np.ndarray, A: np.ndarray, B: np.ndarray) -> np.ndarray:
           and C.flags.writeable)
     if ok:
         a, b, c = _operand(A), _operand(B), _operand(C)
-        ok = a is not None and b is not None and c is not None and c[0] == 111
+        ok = (a is not None and b is not None and c is not None and c[0] == 111
+              and not np.may_share_memory(C, A) and not np.may_share_memory(C, B)   # beta = 1 reads C
+              and (_ILP64[0] or max(*C.shape, A.shape[1], a[1], b[1], c[1]) < 2 ** 31))
     if not ok:
         C += A @ B
         return C

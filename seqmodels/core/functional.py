@@ -322,7 +322,7 @@ def softmax_cross_entropy(logits, targets, lengths=None, mask=None, reduction: s
                          f"got {int(y[i])} at index {tuple(int(w) for w in where)}")
     n = z.shape[0]
     kernels = accel.kernels(z.dtype)
-    if kernels is not None:
+    if kernels is not None and z.dtype == np.float32:    # the kernel's exp is float32's
         p = workspace.empty(z.shape, z.dtype)
         scale = 1.0 / n if reduction == "mean" and n > 0 else 1.0
         parts = accel.parallel_for(n, kernels.softmax_xent_rows, np.ascontiguousarray(z), y.astype(np.intp, copy=False),

@@ -21,6 +21,8 @@ def scatter_add_rows(target: np.ndarray, idx: np.ndarray, values: np.ndarray) ->
     if idx.size == 0:
         return
     values = values.reshape(idx.size, -1)
+    if target.ndim != 2 or values.shape[1] != target.shape[1]:
+        raise ValueError(f"scatter_add_rows: values of shape {values.shape} do not match rows of {target.shape}")
     V = target.shape[0]
     kernels = accel.kernels(values.dtype)
     if (kernels is not None and target.dtype == values.dtype and target.strides[-1] == target.itemsize

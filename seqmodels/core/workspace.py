@@ -61,11 +61,11 @@ class Workspace:
                     best, best_i = raw, i
         if best is None:
             best = np.empty(need + _ALIGN, np.uint8)
-            if len(self._raw) >= self.max_buffers:
-                self._evict()
         else:
             del self._raw[best_i]
         self._raw.append(best)                    # most recently used last
+        while len(self._raw) > self.max_buffers and self._evict():
+            pass
         off = -best.ctypes.data % _ALIGN
         return best[off:off + need].view(dtype).reshape(shape)
 
@@ -74,12 +74,14 @@ class Workspace:
         out.fill(0)
         return out
 
-    def _evict(self) -> None:
+    def _evict(self) -> bool:
+        """Forget the least recently used free block; False when every block is in use."""
         for i in range(len(self._raw)):           # oldest first
             raw = self._raw[i]
             if _refs(raw) == self._free_refs:
                 del self._raw[i]
-                return
+                return True
+        return False
 
     def held_bytes(self) -> int:
         """Bytes of memory the workspace keeps (free or in use)."""
