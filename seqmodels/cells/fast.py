@@ -32,44 +32,37 @@ from ..core import accel
 __all__ = ["available", "is_enabled", "set_enabled", "enabled", "run", "why_unavailable"]
 
 _flag = accel.FLAG         # one switch for the time loops and the training step's element-wise kernels
-_loaded: dict = {}
+
+
+def _load_loops():
+    from . import fast_kernels
+    if fast_kernels.numba is None:
+        raise ImportError("numba is not installed (pip install 'seqmodels[fast]')")
+    fast_kernels.gemm_functions()                  # raises when NumPy's BLAS has no cblas we can call
+    return fast_kernels
+
+
+_LOOPS = accel.OptionalModule(_load_loops)
+set_enabled = accel.set_enabled                    # the one switch (see seqmodels.core.accel)
 
 
 def _kernels():
-    """The compiled kernels module, or None (import error recorded in ``why_unavailable``)."""
-    if "module" not in _loaded:
-        try:
-            from . import fast_kernels
-            if fast_kernels.numba is None:
-                raise ImportError("numba is not installed (pip install 'seqmodels[fast]')")
-            fast_kernels.gemm_functions()          # raises when NumPy's BLAS has no cblas we can call
-            _loaded["module"], _loaded["why"] = fast_kernels, None
-        except Exception as e:                     # ImportError (no numba) or BLAS not found
-            _loaded["module"], _loaded["why"] = None, f"{type(e).__name__}: {e}"
-    return _loaded["module"]
+    return _LOOPS.get()
 
 
 def available() -> bool:
     """True when numba is installed and NumPy's OpenBLAS could be bound (the kernels can run)."""
-    return _kernels() is not None
+    return _LOOPS.get() is not None
 
 
 def why_unavailable() -> str | None:
     """The reason :func:`available` is False (None when it is True)."""
-    _kernels()
-    return _loaded["why"]
+    return _LOOPS.why()
 
 
 def is_enabled() -> bool:
     """True when the compiled loops will be used (available and not switched off)."""
     return _flag["on"] and available()
-
-
-def set_enabled(flag: bool) -> bool:
-    """Switch the compiled loops on or off for this process; returns the previous setting."""
-    before = _flag["on"]
-    _flag["on"] = bool(flag)
-    return before
 
 
 @contextmanager

@@ -25,13 +25,14 @@ import platform
 import numpy as np
 
 from ..core import blas as _blas
+from ..core.accel_kernels import exp_parts32, fma
 
 try:
     import llvmlite.binding as _llvm
     import numba
     from numba import njit
     from numba.core import types
-    from numba.extending import intrinsic, overload
+    from numba.extending import overload
 except ImportError:          # importable without numba (documentation, doctests); fast.py then never calls in
     numba = None
 
@@ -40,9 +41,6 @@ except ImportError:          # importable without numba (documentation, doctests
 
     def overload(_):
         return lambda f: f
-
-    def intrinsic(f):
-        return f
 
 _ROW_MAJOR, _NO_TRANS = 101, 111
 _FOUND: dict = {}
@@ -100,31 +98,13 @@ def _gemm_impl(C, A, B, m, n, k, lda, ldb, ldc, beta):
     return impl
 
 
-@intrinsic
-def _fma(typingctx, a, b, c):
-    """a * b + c with one rounding (LLVM's fma): explicit, so the kernels need no fast-math flags."""
-    def codegen(context, builder, signature, args):
-        return builder.fma(*args)
-    return a(a, b, c), codegen
-
-
 @njit(inline="always")
 def tanh32(x):
     """float32 tanh (see the module docstring): branch-free, vectorisable, within 2.2 ulp."""
     y = np.float32(-2.0) * min(abs(x), np.float32(9.5))               # y in [-19, 0]
-    k = np.float32(np.int32(y * np.float32(1.4426950408889634) - np.float32(0.5)))   # round(y / ln2)
-    r = _fma(k, np.float32(-0.693145751953125), y)                    # Cody-Waite: ln2 = hi + lo
-    r = _fma(k, np.float32(-1.4286068203094173e-06), r)
-    p = np.float32(1.0 / 5040.0)
-    p = _fma(p, r, np.float32(1.0 / 720.0))
-    p = _fma(p, r, np.float32(1.0 / 120.0))
-    p = _fma(p, r, np.float32(1.0 / 24.0))
-    p = _fma(p, r, np.float32(1.0 / 6.0))
-    p = _fma(p, r, np.float32(0.5))
-    p = _fma(p * r, r, r)                                              # expm1(r)
-    s = np.float32(np.int32(1) << np.int32(28 + k)) * np.float32(2.0 ** -28)   # 2^k, k in [-28, 0]
-    e = _fma(s, p, s)                                                  # exp(y) = 2^k (expm1(r) + 1)
-    m = _fma(s, p, s - np.float32(1.0))                                # expm1(y) = 2^k expm1(r) + 2^k - 1
+    s, p = exp_parts32(y)                                              # 2^k, expm1(r); k in [-28, 0]
+    e = fma(s, p, s)                                                   # exp(y) = 2^k (expm1(r) + 1)
+    m = fma(s, p, s - np.float32(1.0))                                # expm1(y) = 2^k expm1(r) + 2^k - 1
     d = np.float32(2.0) + m                                            # 1 + exp(y)
     # tanh|x| = -expm1(y) / (1 + exp(y)) near 0, (1 + exp(y) - 2 exp(y)) / (1 + exp(y)) further out
     t = (-m if y > np.float32(-1.1) else d - np.float32(2.0) * e) / d

@@ -31,7 +31,6 @@ __all__ = ["available", "is_enabled", "set_enabled", "kernels", "parallel_for", 
 #: the one switch of every compiled path (the cells' loops read it too)
 FLAG = {"on": os.environ.get("SEQMODELS_FAST", "1").strip().lower() not in ("0", "false", "no", "off"),
         "dtypes": (np.dtype(np.float32),)}
-_loaded: dict = {}
 _pool: dict = {}
 if hasattr(os, "register_at_fork"):                 # a forked child has the pool but not its threads
     os.register_at_fork(after_in_child=_pool.clear)
@@ -40,26 +39,46 @@ if hasattr(os, "register_at_fork"):                 # a forked child has the poo
 PARALLEL_MIN = 1 << 17
 
 
-def _module():
-    if "module" not in _loaded:
-        try:
-            from . import accel_kernels
-            if accel_kernels.numba is None:
-                raise ImportError("numba is not installed (pip install 'seqmodels[fast]')")
-            _loaded["module"], _loaded["why"] = accel_kernels, None
-        except Exception as e:                      # ImportError, or numba failing to start
-            _loaded["module"], _loaded["why"] = None, f"{type(e).__name__}: {e}"
-    return _loaded["module"]
+class OptionalModule:
+    """A compiled-kernel module imported on first use; remembers why it could not be (no numba, no BLAS)."""
+
+    def __init__(self, load):
+        self._load = load
+        self._tried = False
+        self._module = self._why = None
+
+    def get(self):
+        """The module, or None when it cannot be loaded here."""
+        if not self._tried:
+            self._tried = True
+            try:
+                self._module = self._load()
+            except Exception as e:                  # ImportError, or numba/the BLAS failing to start
+                self._why = f"{type(e).__name__}: {e}"
+        return self._module
+
+    def why(self) -> str | None:
+        self.get()
+        return self._why
+
+
+def _load_elementwise():
+    from . import accel_kernels
+    if accel_kernels.numba is None:
+        raise ImportError("numba is not installed (pip install 'seqmodels[fast]')")
+    return accel_kernels
+
+
+_ELEMENTWISE = OptionalModule(_load_elementwise)
 
 
 def available() -> bool:
     """True when numba is installed (the element-wise kernels can run)."""
-    return _module() is not None
+    return _ELEMENTWISE.get() is not None
 
 
 def why_unavailable() -> str | None:
-    _module()
-    return _loaded["why"]
+    return _ELEMENTWISE.why()
 
 
 def is_enabled() -> bool:
@@ -77,7 +96,7 @@ def kernels(dtype):
     """The compiled element-wise kernels when on, available and ``dtype`` is enabled; else None."""
     if not FLAG["on"] or np.dtype(dtype) not in FLAG["dtypes"]:
         return None
-    return _module()
+    return _ELEMENTWISE.get()
 
 
 def threads() -> int:

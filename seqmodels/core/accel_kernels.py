@@ -48,9 +48,9 @@ def _float32_from_bits(typingctx, bits):
 
 
 @njit(inline="always")
-def exp32(x):
-    """float32 exp for x <= 0 (see the module docstring): branch-free, vectorisable, within 2 ulp."""
-    y = max(x, np.float32(-87.0))
+def exp_parts32(y):
+    """``(2^k, expm1(r))`` with ``y = k ln2 + r`` for float32 ``y`` in [-87, 0]: ``exp(y) = 2^k (1 + expm1(r))``
+    and ``expm1(y) = 2^k expm1(r) + 2^k - 1`` (shared by :func:`exp32` and the cells' ``tanh32``)."""
     k = np.float32(np.int32(y * np.float32(1.4426950408889634) - np.float32(0.5)))   # round(y / ln2)
     r = fma(k, np.float32(-0.693145751953125), y)                     # Cody-Waite: ln2 = hi + lo
     r = fma(k, np.float32(-1.4286068203094173e-06), r)
@@ -62,6 +62,13 @@ def exp32(x):
     p = fma(p, r, np.float32(0.5))
     p = fma(p * r, r, r)                                               # expm1(r)
     s = _float32_from_bits((np.int32(k) + np.int32(127)) << np.int32(23))   # 2^k, k in [-126, 0]
+    return s, p
+
+
+@njit(inline="always")
+def exp32(x):
+    """float32 exp for x <= 0 (see the module docstring): branch-free, vectorisable, within 2 ulp."""
+    s, p = exp_parts32(max(x, np.float32(-87.0)))
     e = fma(s, p, s)                                                   # 2^k (1 + expm1(r))
     return e if x > np.float32(-87.0) else (np.float32(0.0) if x <= np.float32(-87.0) else x)   # NaN stays
 
