@@ -8,6 +8,10 @@ part of the outputs, so :func:`seqmodels.core.accel.parallel_for` can run slices
 with the degree-7 Taylor polynomial of ``expm1``, and ``2^k`` built from its exponent bits; below
 ``-87`` (where ``2^k`` would leave the normal range) it returns 0, and NaN for NaN. Within 2 ulp of
 the exact value (tested against float64 ``np.exp``).
+
+The cells' ``tanh32`` (:mod:`seqmodels.cells.fast_kernels`) is built on :func:`exp_parts32` and
+:func:`fma` from here. numba's on-disk cache keys a compiled function on its own file only: after
+editing those two, clear ``seqmodels/cells/__pycache__/*.nbi|*.nbc`` (a new release does it anyway).
 """
 
 from __future__ import annotations
