@@ -127,15 +127,20 @@ class Cell:
         self.W, self.b, self.P = W, b, extra
         self.dW, self.db, self.dP = dW, db, dextra
 
-    def alloc(self, steps: int, batch: int, dtype) -> SimpleNamespace:
+    def alloc(self, steps: int, batch: int, dtype, full: bool = False) -> SimpleNamespace:
         """Buffers: gates G (T, B, G*H) uninitialised, states (T+1, B, H) and extras (T, B, H) zeroed
-        (on recycled memory: see :mod:`seqmodels.core.workspace`)."""
+        (on recycled memory: see :mod:`seqmodels.core.workspace`). ``full``: every row runs every step,
+        so the loops write every entry after the initial state — only that one is zeroed."""
         H = self.hidden_size
+        make = workspace.empty if full else workspace.zeros
         buf = SimpleNamespace(G=workspace.empty((steps, batch, self.num_gates * H), dtype))
         for name in self.state_names:
-            setattr(buf, name, workspace.zeros((steps + 1, batch, H), dtype))
+            s = make((steps + 1, batch, H), dtype)
+            if full:
+                s[0] = 0.0
+            setattr(buf, name, s)
         for name in self.extra_buffers:
-            setattr(buf, name, workspace.zeros((steps, batch, H), dtype))
+            setattr(buf, name, make((steps, batch, H), dtype))
         return buf
 
     #: number of leading gate blocks that are sigmoid gates (their inputs arrive halved, see forward_loop)

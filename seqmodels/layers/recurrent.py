@@ -190,7 +190,8 @@ class Recurrent(Layer):
         else:
             tidx = None
             xs = _time_major(x, order, run)                             # (run, B, D), one copy
-        buf = cell.alloc(run, B, self.dtype)
+        full = run == 0 or int(sizes[-1]) == B                           # every row runs every step
+        buf = cell.alloc(run, B, self.dtype, full=full)
         for name, s0 in zip(cell.state_names, init):
             if s0 is not None:
                 getattr(buf, name)[0] = s0[order]
@@ -208,7 +209,7 @@ class Recurrent(Layer):
             G += b
             with blas.blas_threads(blas.step_threads()):
                 cell.forward_loop(buf, self.W_h, sizes)
-        out = workspace.zeros((B, T, self.hidden_size), self.dtype)
+        out = (workspace.empty if full and run == T else workspace.zeros)((B, T, self.hidden_size), self.dtype)
         if run:
             a_run = buf.a[1:]
             if self.reverse:
@@ -247,7 +248,8 @@ class Recurrent(Layer):
         for part in self.split_state(dstate, B, "dstate"):
             carry.append(np.zeros((B, H), self.dtype) if part is None else part[order].astype(self.dtype))
         onehot = xs.ndim == 2
-        dx = None if onehot else workspace.zeros((B, T, self.input_size), self.dtype)
+        full = run == T and (run == 0 or int(sizes[-1]) == B)             # dx written everywhere below
+        dx = None if onehot else (workspace.empty if full else workspace.zeros)((B, T, self.input_size), self.dtype)
         if embedding is not None:
             dx = np.zeros_like(embedding)                               # d/dE
         if run:
