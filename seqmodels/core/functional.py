@@ -320,21 +320,27 @@ def softmax_cross_entropy(logits, targets, lengths=None, mask=None, reduction: s
         where = np.unravel_index(i if rows is None else rows[i], targets.shape)
         raise ShapeError(f"targets: expected class ids in [0, {V}) at valid positions, "
                          f"got {int(y[i])} at index {tuple(int(w) for w in where)}")
+    loss, p = _softmax_xent_rows(z, y, 1.0 / z.shape[0] if reduction == "mean" and z.shape[0] else 1.0)
+    if rows is None:
+        return loss, p.reshape(logits.shape)
+    dlogits = np.zeros((targets.size, V), dtype=logits.dtype)
+    dlogits[rows] = p
+    return loss, dlogits.reshape(logits.shape)
+
+
+def _softmax_xent_rows(z: np.ndarray, y: np.ndarray, scale: float) -> tuple[float, np.ndarray]:
+    """``(scale · Σ_i -log softmax(z_i)[y_i], scale · (softmax(z) - onehot(y)))`` for (N, V) logits;
+    one compiled pass per row for float32 with ``seqmodels[fast]``, else NumPy (the gradient on recycled
+    memory either way)."""
     n = z.shape[0]
     kernels = accel.kernels(z.dtype)
+    p = workspace.empty(z.shape, z.dtype)
     if kernels is not None and z.dtype == np.float32:    # the kernel's exp is float32's
-        p = workspace.empty(z.shape, z.dtype)
-        scale = 1.0 / n if reduction == "mean" and n > 0 else 1.0
-        parts = accel.parallel_for(n, kernels.softmax_xent_rows, np.ascontiguousarray(z), y.astype(np.intp, copy=False),
-                                   p, z.dtype.type(scale), cost=n * V)
-        loss = float(sum(parts)) * scale                 # Σ -log p_y, one pass over each row
-        if rows is None:
-            return loss, p.reshape(logits.shape)
-        dlogits = np.zeros((targets.size, V), dtype=logits.dtype)
-        dlogits[rows] = p
-        return loss, dlogits.reshape(logits.shape)
+        parts = accel.parallel_for(n, kernels.softmax_xent_rows, np.ascontiguousarray(z),
+                                   y.astype(np.intp, copy=False), p, z.dtype.type(scale), cost=z.size)
+        return float(sum(parts)) * scale, p
     pick = (np.arange(n), y)
-    p = np.subtract(z, _safe_max(z, 1), out=workspace.empty(z.shape, z.dtype))   # z - m
+    np.subtract(z, _safe_max(z, 1), out=p)              # z - m
     z_y = p[pick]                                       # z_y - m
     np.exp(p, out=p)                                    # exp(z - m)
     total = p.sum(axis=1, keepdims=True)                # Σ_j exp(z_j - m)
@@ -342,14 +348,10 @@ def softmax_cross_entropy(logits, targets, lengths=None, mask=None, reduction: s
     loss = -float(np.sum(log_p_y, dtype=np.float64))    # L = -Σ log p_y
     p /= total                                          # p = softmax(z)
     p[pick] -= 1.0                                      # dL/dz = p - onehot(y)
-    if reduction == "mean" and n > 0:
-        loss /= n
-        p *= 1.0 / n
-    if rows is None:
-        return loss, p.reshape(logits.shape)
-    dlogits = np.zeros((targets.size, V), dtype=logits.dtype)
-    dlogits[rows] = p
-    return loss, dlogits.reshape(logits.shape)
+    if scale != 1.0:
+        loss *= scale
+        p *= scale
+    return loss, p
 
 
 def sigmoid_cross_entropy(logits, targets, lengths=None, mask=None, reduction: str = "sum",

@@ -25,6 +25,7 @@ from ..core.init import as_generator
 from ..layers import Dense, Embedding, Stack, Stepper, make_recurrent
 from ..sampling import TokenSampler
 from ..text import SequenceBatcher, StreamBatcher, Vocabulary
+from ..text.batching import one_pass
 from ..training.loop import History, TrainConfig
 from .base import Model
 
@@ -181,7 +182,7 @@ class LanguageModel(Model):
         self.eval()
         total, count, carry = 0.0, 0, None
         try:
-            for batch in _one_pass(data):
+            for batch in one_pass(data):
                 if len(batch) == 2:
                     x, y = batch
                     logits, carry, _ = self.forward(x, state=carry)
@@ -421,16 +422,3 @@ class LanguageModel(Model):
             pieces.append(self.vocab.decode(ids[start:i], stop_at_eos=False))
             start = i + 1
         return "\n".join(pieces)
-
-
-def _one_pass(data):
-    """One full pass over a batcher from its start, leaving its own state as it was."""
-    if hasattr(data, "state") and hasattr(data, "load_state"):
-        saved = dict(data.state)
-        data.load_state({"epoch": 0, "position": 0})
-        try:
-            yield from iter(data)
-        finally:
-            data.load_state(saved)
-    else:
-        yield from data

@@ -20,7 +20,7 @@ from ..core.errors import check_positive_int, check_probability
 from ..core.init import as_generator
 from ..layers import Bidirectional, Embedding, Stack, make_recurrent
 from ..text import SequenceBatcher, Vocabulary
-from ..text.batching import pad_sequences
+from ..text.batching import one_pass, pad_sequences
 from ..training.loop import TrainConfig
 from .base import Model
 
@@ -198,7 +198,7 @@ class SupervisedRNN(Model):
         self.eval()
         total = count = 0
         try:
-            for batch in _one_pass(data):
+            for batch in one_pass(data):
                 logits, _ = self.forward(batch[0], batch[2])
                 loss, _, n = self.loss(logits, batch[1], batch[2], "sum")
                 total, count = total + loss, count + n
@@ -230,16 +230,6 @@ class SupervisedRNN(Model):
                 yield idx, self.forward(x, n)[0], n
         finally:
             self.train(was)
-
-
-def _one_pass(data):
-    """One full pass over a batcher from its start, leaving its state as it was."""
-    saved = dict(data.state)
-    data.load_state({"epoch": 0, "position": 0})
-    try:
-        yield from iter(data)
-    finally:
-        data.load_state(saved)
 
 
 def _check_labels(name: str, labels) -> list:

@@ -19,7 +19,8 @@ import numpy as np
 
 from ..core.errors import ConfigError, DataError, DTypeError, ShapeError, check_positive_int
 
-__all__ = ["pad_sequences", "bucket_by_length", "epoch_rng", "ResumableBatcher", "StreamBatcher", "SequenceBatcher"]
+__all__ = ["pad_sequences", "bucket_by_length", "epoch_rng", "one_pass", "ResumableBatcher", "StreamBatcher",
+           "SequenceBatcher"]
 
 
 def _as_ids(seq, name: str) -> np.ndarray:
@@ -108,6 +109,20 @@ def bucket_by_length(lengths, batch_size: int, rng: np.random.Generator | None =
     if rng is not None and batches:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
+
+
+def one_pass(data):
+    """One full pass over a batcher from its start, leaving its own state as it was (evaluation during
+    training must not move the training batcher); any other iterable is simply iterated."""
+    if hasattr(data, "state") and hasattr(data, "load_state"):
+        saved = dict(data.state)
+        data.load_state({"epoch": 0, "position": 0})
+        try:
+            yield from iter(data)
+        finally:
+            data.load_state(saved)
+    else:
+        yield from data
 
 
 class ResumableBatcher:

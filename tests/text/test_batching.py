@@ -240,3 +240,17 @@ def test_dinosaur_names_batch(shared_data):
         total += x.shape[0]
         assert np.all(y[np.arange(len(n)), n - 1] == v.eos_id)
     assert total == 1536
+
+
+def test_one_pass_runs_a_whole_epoch_from_the_start_and_leaves_the_state_alone():
+    from seqmodels.text.batching import one_pass
+
+    b = StreamBatcher(np.arange(200), batch_size=2, seq_len=5, random_offset=True, seed=3)
+    first = [x.copy() for x, _ in b]                   # epoch 0, whole
+    it = iter(b)
+    next(it)                                           # mid-way through epoch 1
+    before = dict(b.state)
+    seen = [x for x, _ in one_pass(b)]
+    assert len(seen) == len(first) and all(np.array_equal(s, f) for s, f in zip(seen, first))
+    assert b.state == before
+    assert list(one_pass([1, 2, 3])) == [1, 2, 3]      # any iterable: just iterated
