@@ -46,10 +46,6 @@ _LOOPS = accel.OptionalModule(_load_loops)
 set_enabled = accel.set_enabled                    # the one switch (see seqmodels.core.accel)
 
 
-def _kernels():
-    return _LOOPS.get()
-
-
 def available() -> bool:
     """True when numba is installed and NumPy's OpenBLAS could be bound (the kernels can run)."""
     return _LOOPS.get() is not None
@@ -62,7 +58,7 @@ def why_unavailable() -> str | None:
 
 def is_enabled() -> bool:
     """True when the compiled loops will be used (available and not switched off)."""
-    return _flag["on"] and available()
+    return _LOOPS.is_enabled()
 
 
 @contextmanager
@@ -85,9 +81,7 @@ def enabled(flag: bool, dtypes=None):
 
 def compiled(dtype):
     """The compiled kernels module when the loops are on, available and take ``dtype``; else None."""
-    if not _flag["on"] or np.dtype(dtype) not in _flag["dtypes"]:
-        return None
-    return _kernels()
+    return _LOOPS.for_dtype(dtype)
 
 
 def run(name: str, cell, *args) -> bool:
@@ -96,11 +90,5 @@ def run(name: str, cell, *args) -> bool:
     Returns False (the caller then runs its NumPy loop) when switched off, unavailable, or the
     arrays are not of an enabled dtype (float32 by default).
     """
-    if not _flag["on"]:
-        return False
-    k = _kernels()
-    if k is None:
-        return False
-    if args[0].G.dtype not in _flag["dtypes"]:
-        return False
-    return getattr(k, name)(cell, *args)
+    k = _LOOPS.for_dtype(args[0].G.dtype)
+    return k is not None and getattr(k, name)(cell, *args)

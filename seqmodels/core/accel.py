@@ -61,6 +61,16 @@ class OptionalModule:
         self.get()
         return self._why
 
+    def is_enabled(self) -> bool:
+        """Switched on (:data:`FLAG`) and loadable."""
+        return FLAG["on"] and self.get() is not None
+
+    def for_dtype(self, dtype):
+        """The module when switched on, loadable and ``dtype`` is one the compiled paths take; else None."""
+        if not FLAG["on"] or np.dtype(dtype) not in FLAG["dtypes"]:
+            return None
+        return self.get()
+
 
 def _load_elementwise():
     from . import accel_kernels
@@ -82,7 +92,7 @@ def why_unavailable() -> str | None:
 
 
 def is_enabled() -> bool:
-    return FLAG["on"] and available()
+    return _ELEMENTWISE.is_enabled()
 
 
 def set_enabled(flag: bool) -> bool:
@@ -94,9 +104,7 @@ def set_enabled(flag: bool) -> bool:
 
 def kernels(dtype):
     """The compiled element-wise kernels when on, available and ``dtype`` is enabled; else None."""
-    if not FLAG["on"] or np.dtype(dtype) not in FLAG["dtypes"]:
-        return None
-    return _ELEMENTWISE.get()
+    return _ELEMENTWISE.for_dtype(dtype)
 
 
 def threads() -> int:
