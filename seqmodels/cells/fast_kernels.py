@@ -5,8 +5,10 @@ gates' columns halved (``z/2``), ``WhT`` is the packed (H, G*H) transpose of ``W
 columns halved, states are (T+1, B, H), rows still running at step t are the first ``sizes[t]``.
 After the forward loop ``G`` holds the post-activation gates, as the NumPy loop leaves it.
 
-Per step: ``G[t, :n] += a<t-1> @ WhT`` is one call of NumPy's own OpenBLAS ``cblas_?gemm`` (beta = 1,
-no temporary), then one fused loop over the gates. ``σ(z) = (1 + tanh(z/2)) / 2`` as in NumPy;
+Per step: ``G[t, :n] += a<t-1> @ WhT`` (beta = 1, no temporary), then one fused loop over the gates.
+The product runs on weights packed once per sequence (:mod:`seqmodels.cells.fast_gemm`, 1.4-2x
+OpenBLAS's rate at these shapes) when the sequence has at least ``PACK_MIN_STEPS`` steps, else as
+one call of NumPy's own OpenBLAS ``cblas_?gemm``. ``σ(z) = (1 + tanh(z/2)) / 2`` as in NumPy;
 ``tanh`` is libm's in float64 and :func:`tanh32` in float32.
 
 tanh32 — with ``y = -2|x|``, ``m = expm1(y)`` and ``e = exp(y)``: ``tanh|x| = -m / (2 + m)`` for
@@ -25,7 +27,9 @@ import platform
 import numpy as np
 
 from ..core import blas as _blas
+from ..core import workspace
 from ..core.accel_kernels import exp_parts32, fma
+from . import fast_gemm
 
 try:
     import llvmlite.binding as _llvm
@@ -81,13 +85,20 @@ if numba is not None:
 
 
 def gemm(C, A, B, m, n, k, lda, ldb, ldc, beta):   # pragma: no cover - replaced by the overload
-    """``C[:m, :n] = A[:m, :k] @ B[:k, :n] + beta C`` on row-major pointers with leading dimensions."""
+    """``C[:m, :n] = A[:m, :k] @ B[:k, :n] + beta C`` on row-major pointers with leading dimensions.
+
+    ``B`` 2-D: one ``cblas_?gemm`` call (``ldb`` its leading dimension); 3-D: B packed in panels by
+    :func:`seqmodels.cells.fast_gemm.pack`, multiplied by the loops' own kernel (``ldb`` unused).
+    """
     raise NotImplementedError
 
 
 @overload(gemm)
 def _gemm_impl(C, A, B, m, n, k, lda, ldb, ldc, beta):
-    if C.dtype == types.float32:
+    if B.ndim == 3:
+        def impl(C, A, B, m, n, k, lda, ldb, ldc, beta):
+            fast_gemm.gemm_packed(C, A, B, m, n, k, lda, ldc, beta)
+    elif C.dtype == types.float32:
         def impl(C, A, B, m, n, k, lda, ldb, ldc, beta):
             _sgemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, m, n, k, np.float32(1.0), A.ctypes.data, lda,
                    B.ctypes.data, ldb, np.float32(beta), C.ctypes.data, ldc)
@@ -96,6 +107,33 @@ def _gemm_impl(C, A, B, m, n, k, lda, ldb, ldc, beta):
             _dgemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, m, n, k, 1.0, A.ctypes.data, lda,
                    B.ctypes.data, ldb, float(beta), C.ctypes.data, ldc)
     return impl
+
+
+def from_row(B, k0):   # pragma: no cover - replaced by the overload
+    """Rows ``k0:`` of the right operand ``B`` of :func:`gemm`, plain or packed."""
+    raise NotImplementedError
+
+
+@overload(from_row)
+def _from_row_impl(B, k0):
+    if B.ndim == 3:
+        return lambda B, k0: B[:, k0:]
+    return lambda B, k0: B[k0:]
+
+
+#: sequences of at least this many steps run on packed weights (packing costs about one step's GEMM)
+PACK_MIN_STEPS = 4
+
+
+def operand(B: np.ndarray, steps: int) -> np.ndarray:
+    """The per-step right operand for a loop of ``steps``: ``B`` packed in panels, or as it is when short."""
+    if steps < PACK_MIN_STEPS:
+        return B
+    K, N = B.shape
+    NR = fast_gemm.panel_width(B.dtype)
+    out = workspace.empty(((N + NR - 1) // NR, K, NR), B.dtype)
+    fast_gemm.pack(B, out)
+    return out
 
 
 @njit(inline="always")
@@ -205,7 +243,7 @@ def _lstm_backward(G, c, tc, W, ldw, sizes, P, da_all, dc_all, dout_t, has_dout,
 
 def lstm_forward(cell, buf, WhT, sizes) -> bool:
     P = 0.5 * cell.peepholes(buf.G.dtype)
-    _lstm_forward(buf.G, buf.a, buf.c, buf.tc, WhT, sizes, P, cell.peephole)
+    _lstm_forward(buf.G, buf.a, buf.c, buf.tc, operand(WhT, len(sizes)), sizes, P, cell.peephole)
     return True
 
 
@@ -223,7 +261,7 @@ def lstm_backward(cell, buf, W_h, sizes, carry, dout_t, dz) -> bool:
     P = cell.peepholes(dz.dtype)
     has = dout_t is not None
     d = dout_t if has else np.zeros((1, 1, 1), dz.dtype)
-    _lstm_backward(buf.G, buf.c, buf.tc, W, ld, sizes, P, carry[0], carry[1], d, has, dz)
+    _lstm_backward(buf.G, buf.c, buf.tc, operand(W, len(sizes)), ld, sizes, P, carry[0], carry[1], d, has, dz)
     return True
 
 
@@ -306,7 +344,7 @@ def _gru_backward(G, a, W, ldw, sizes, variant, hc, dhc, da_all, dout_t, has_dou
         elif variant == 2:
             gemm(da_all, S, W, n, H, GH, GH, ldw, H, 1.0)              # + W_{u,r}ᵀ dz + W_caᵀ δhc
         else:
-            gemm(dra, dz[t, :, c0:], W[2 * H:], n, H, H, GH, ldw, H, 0.0)   # δ(Γr c) = W_caᵀ dzc~
+            gemm(dra, dz[t, :, c0:], from_row(W, 2 * H), n, H, H, GH, ldw, H, 0.0)   # δ(Γr c) = W_caᵀ dzc~
             for i in range(n):
                 r, dr, ap, da_r, dri = G[t, i, H:2 * H], dz[t, i, H:2 * H], a[t, i], da_all[i], dra[i]
                 for j in range(H):
@@ -330,7 +368,7 @@ def gru_forward(cell, buf, WhT, sizes, WcT=None) -> bool:
     empty = np.zeros((1, 1, 1), G.dtype)
     b_ca = cell.P["b_ca"].astype(G.dtype, copy=False) if v == 2 else np.zeros(1, G.dtype)
     tmp = np.empty((B, 3 * H), G.dtype) if v == 2 else np.zeros((1, 1), G.dtype)
-    _gru_forward(G, buf.a, WhT, WcT if v == 1 else np.zeros((1, 1), G.dtype), sizes, v, b_ca,
+    _gru_forward(G, buf.a, operand(WhT, len(sizes)), operand(WcT, len(sizes)) if v == 1 else np.zeros((1, 1), G.dtype), sizes, v, b_ca,
                  buf.ra if v == 1 else empty, buf.hc if v == 2 else empty, tmp)
     return True
 
@@ -345,7 +383,7 @@ def gru_backward(cell, buf, W_h, sizes, carry, dout_t, dz) -> bool:
     has = dout_t is not None
     S = np.empty((B, 3 * H), dz.dtype) if v == 2 else np.zeros((1, 1), dz.dtype)
     dra = np.empty((B, H), dz.dtype) if v == 1 else np.zeros((1, 1), dz.dtype)
-    _gru_backward(buf.G, buf.a, W, ld, sizes, v, buf.hc if v == 2 else empty,
+    _gru_backward(buf.G, buf.a, operand(W, len(sizes)), ld, sizes, v, buf.hc if v == 2 else empty,
                   buf.dhc if v == 2 else empty, carry[0], dout_t if has else empty, has, dz, S, dra)
     return True
 
@@ -386,7 +424,7 @@ def _rnn_backward(a, W, ldw, sizes, relu, da_all, dout_t, has_dout, dz):
 
 
 def rnn_forward(cell, buf, WhT, sizes) -> bool:
-    _rnn_forward(buf.G, buf.a, WhT, sizes, cell.activation == "relu")
+    _rnn_forward(buf.G, buf.a, operand(WhT, len(sizes)), sizes, cell.activation == "relu")
     return True
 
 
@@ -396,7 +434,7 @@ def rnn_backward(cell, buf, W_h, sizes, carry, dout_t, dz) -> bool:
         return False
     has = dout_t is not None
     d = dout_t if has else np.zeros((1, 1, 1), dz.dtype)
-    _rnn_backward(buf.a, W, ld, sizes, cell.activation == "relu", carry[0], d, has, dz)
+    _rnn_backward(buf.a, operand(W, len(sizes)), ld, sizes, cell.activation == "relu", carry[0], d, has, dz)
     return True
 
 
