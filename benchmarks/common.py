@@ -23,13 +23,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import seqmodels as sm  # noqa: E402
+import seqmodels as sm  # noqa: E402  (before NumPy: it sets OpenBLAS's idle-thread timeout, see seqmodels/__init__)
+import numpy as np  # noqa: E402
 from seqmodels.core import blas  # noqa: E402
 from seqmodels.models.language_model import LanguageModel  # noqa: E402
 from seqmodels.text import Vocabulary  # noqa: E402

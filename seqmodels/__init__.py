@@ -7,7 +7,17 @@
 (4, 7, 16)
 """
 
-from ._version import __version__
+import os as _os
+import sys as _sys
+
+# OpenBLAS's idle worker threads spin for 2^28 cycles (~0.1 s) after every call by default, on the
+# core a split time loop's second thread needs (seqmodels.cells.fast_gemm.parts_for); 2^24 cycles
+# (~7 ms) still bridges the gaps between the calls of a training step. OpenBLAS reads this once, when
+# NumPy loads it: set only if NumPy is not loaded yet and the user has not chosen a value.
+if "numpy" not in _sys.modules:
+    _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "24")
+
+from ._version import __version__  # noqa: E402
 from .core.errors import (CheckpointError, ConfigError, DataError, DTypeError, NonFiniteError, SeqModelsError,
                           ShapeError)
 from .core.params import ParamDict

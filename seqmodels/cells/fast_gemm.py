@@ -30,9 +30,17 @@ results agree with it to rounding (tested against float64 NumPy).
 
 from __future__ import annotations
 
+import ctypes
+import os
+import platform
+
 import numpy as np
 
+from ..core import accel, workspace
+from ..core import blas as _blas
+
 try:
+    import llvmlite.binding as _llvm
     from llvmlite import ir
     from numba import njit, types
     from numba.core import cgutils
@@ -49,7 +57,8 @@ except ImportError:          # importable without numba (documentation); only fa
     def overload(_):
         return lambda f: f
 
-__all__ = ["MR", "KC", "panel_width", "pack", "gemm_packed"]
+__all__ = ["MR", "KC", "PACK_MIN_STEPS", "panel_width", "pack", "gemm_packed", "gemm", "gemm_blocks", "from_row",
+           "operand", "split", "barrier", "parts_for", "run_parts", "gemm_functions"]
 
 MR = 8          # rows of C per register block
 KC = 256        # steps of k per run over a panel
@@ -202,3 +211,247 @@ def gemm_packed(C, A, Bp, m, n, k, lda, ldc, beta):
                 for r in range(rows):
                     for j in range(w):
                         C[i0 + r, j0 + j] = tile[r, j]
+
+
+_ROW_MAJOR, _NO_TRANS = 101, 111
+_FOUND: dict = {}
+
+
+def gemm_functions() -> str:
+    """Register NumPy's OpenBLAS ``cblas_sgemm``/``cblas_dgemm`` for the kernels; return the symbol.
+
+    The kernels call them as external symbols (so numba can cache the compiled loops) with 64-bit
+    integer arguments: right for NumPy's bundled ILP64 ``scipy_openblas64_``, and on x86-64 also for a
+    32-bit-integer cblas (each argument takes a full register or 8-byte stack slot there). Raises
+    RuntimeError when no usable symbol is found.
+    """
+    if _FOUND:
+        return _FOUND["name"]
+    found = _blas.cblas_gemm_symbols()
+    if found is None:
+        raise RuntimeError("NumPy's BLAS library was not found among the loaded libraries, or has no cblas_?gemm")
+    path, sname, dname, ilp64 = found
+    if not ilp64 and platform.machine().lower() not in ("x86_64", "amd64"):
+        raise RuntimeError(f"{sname} in {path} takes 32-bit integers: only bound on x86-64")
+    lib = ctypes.CDLL(path)
+    for key, name in (("seqmodels_sgemm", sname), ("seqmodels_dgemm", dname)):
+        _llvm.add_symbol(key, ctypes.cast(getattr(lib, name), ctypes.c_void_p).value)
+    _FOUND["name"] = sname
+    return sname
+
+
+def _gemm_type(real):
+    i32, i64 = types.int32, types.int64
+    return types.ExternalFunction("seqmodels_" + ("s" if real == types.float32 else "d") + "gemm", types.void(
+        i32, i32, i32, i64, i64, i64, real, types.voidptr, i64, types.voidptr, i64, real, types.voidptr, i64))
+
+
+if ir is not None:
+    gemm_functions()
+    _sgemm, _dgemm = _gemm_type(types.float32), _gemm_type(types.float64)
+
+
+def gemm(C, A, B, m, n, k, lda, ldb, ldc, beta):   # pragma: no cover - replaced by the overload
+    """``C[:m, :n] = A[:m, :k] @ B[:k, :n] + beta C`` on row-major pointers with leading dimensions.
+
+    ``B`` 2-D: one ``cblas_?gemm`` call (``ldb`` its leading dimension); 3-D: B packed in panels by
+    :func:`seqmodels.cells.fast_gemm.pack`, multiplied by the loops' own kernel (``ldb`` unused).
+    """
+    raise NotImplementedError
+
+
+@overload(gemm)
+def _gemm_impl(C, A, B, m, n, k, lda, ldb, ldc, beta):
+    if B.ndim == 3:
+        def impl(C, A, B, m, n, k, lda, ldb, ldc, beta):
+            gemm_packed(C, A, B, m, n, k, lda, ldc, beta)
+    elif C.dtype == types.float32:
+        def impl(C, A, B, m, n, k, lda, ldb, ldc, beta):
+            _sgemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, m, n, k, np.float32(1.0), A.ctypes.data, lda,
+                   B.ctypes.data, ldb, np.float32(beta), C.ctypes.data, ldc)
+    else:
+        def impl(C, A, B, m, n, k, lda, ldb, ldc, beta):
+            _dgemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, m, n, k, 1.0, A.ctypes.data, lda,
+                   B.ctypes.data, ldb, float(beta), C.ctypes.data, ldc)
+    return impl
+
+
+def gemm_blocks(C, A, B, m, k, lda, ldc, beta, width, c0, c1):   # pragma: no cover - replaced by the overload
+    """For every block of ``width`` columns (one per gate): ``C[:m, b*width + c0 : b*width + c1] (+)= A @ B[:k, same]``.
+
+    ``B`` packed by :func:`operand` (4-D: blocks, panels, K, NR; ``c0`` a multiple of NR) or plain 2-D
+    (one block, all of it: ``c0 = 0``, ``c1 = width``, one ``cblas_?gemm`` call).
+    """
+    raise NotImplementedError
+
+
+@overload(gemm_blocks)
+def _gemm_blocks_impl(C, A, B, m, k, lda, ldc, beta, width, c0, c1):
+    if B.ndim == 2:
+        def impl(C, A, B, m, k, lda, ldc, beta, width, c0, c1):
+            gemm(C, A, B, m, width, k, lda, B.strides[0] // B.itemsize, ldc, beta)
+    else:
+        def impl(C, A, B, m, k, lda, ldc, beta, width, c0, c1):
+            NR = B.shape[3]
+            for b in range(B.shape[0]):
+                gemm_packed(C[:, b * width + c0:], A, B[b, c0 // NR:], m, c1 - c0, k, lda, ldc, beta)
+    return impl
+
+
+def from_row(B, k0):   # pragma: no cover - replaced by the overload
+    """Rows ``k0:`` of the right operand of :func:`gemm_blocks`, plain or packed."""
+    raise NotImplementedError
+
+
+@overload(from_row)
+def _from_row_impl(B, k0):
+    if B.ndim == 4:
+        return lambda B, k0: B[:, :, k0:]
+    return lambda B, k0: B[k0:]
+
+
+#: sequences of at least this many steps run on packed weights (packing costs about one step's GEMM)
+PACK_MIN_STEPS = 4
+
+
+def operand(B: np.ndarray, steps: int, blocks: int = 1) -> np.ndarray:
+    """The per-step right operand of a loop of ``steps``: ``B`` (K × N) packed as ``blocks`` equal column
+    blocks (one per gate, so that a thread's share of every gate starts on a panel), or ``B`` as it is
+    when the sequence is too short to pay for the packing."""
+    if steps < PACK_MIN_STEPS:
+        return B
+    K, N = B.shape
+    w = N // blocks
+    NR = panel_width(B.dtype)
+    out = workspace.empty((blocks, (w + NR - 1) // NR, K, NR), B.dtype)
+    for b in range(blocks):
+        pack(B[:, b * w:(b + 1) * w], out[b])
+    return out
+
+
+# ------------------------------------------------------------------------------------------ threads
+# A loop split over threads gives each thread a range of hidden units (every gate's columns for them):
+# its part of each step's product and all the element-wise work for those units. A step's product
+# needs the whole previous state, so the threads meet at a barrier once per step (twice for the
+# notes' GRU). The barrier spins on two counters with atomic operations; a thread that waits far
+# longer than any step takes (SPIN_LIMIT pauses, seconds) marks the run failed and every thread
+# returns, so a lost thread is an error, never a hang.
+
+SPIN_BEFORE_YIELD = 2000
+SPIN_LIMIT = 1 << 24
+
+
+def _bind_sched_yield():
+    libc = ctypes.CDLL(None)
+    _llvm.add_symbol("seqmodels_sched_yield", ctypes.cast(libc.sched_yield, ctypes.c_void_p).value)
+    return types.ExternalFunction("seqmodels_sched_yield", types.int32())
+
+
+if ir is not None:
+    _sched_yield = _bind_sched_yield()
+
+    @intrinsic
+    def _atomic_add(typingctx, addr, value):
+        """``*addr += value`` (int64, sequentially consistent); returns the old value."""
+        def codegen(context, builder, signature, args):
+            ptr = builder.inttoptr(args[0], ir.IntType(64).as_pointer())
+            return builder.atomic_rmw("add", ptr, args[1], "seq_cst")
+        return types.int64(types.intp, types.int64), codegen
+
+    @intrinsic
+    def _pause(typingctx):
+        """The spin-wait hint (x86 ``pause``); nothing elsewhere."""
+        def codegen(context, builder, signature, args):
+            if platform.machine().lower() in ("x86_64", "amd64"):
+                fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                                    "llvm.x86.sse2.pause")
+                builder.call(fn, [])
+            return context.get_dummy_value()
+        return types.void(), codegen
+
+
+@njit(inline="always")
+def barrier(bar, parts):
+    """Wait until all ``parts`` threads have arrived (``bar``: address of 3 int64 — arrivals, generation,
+    failed). False when the run failed (a thread never came): the caller returns at once."""
+    gen = _atomic_add(bar + 8, 0)
+    if _atomic_add(bar, 1) == parts - 1:          # the last to arrive resets the count and releases
+        _atomic_add(bar, -parts)
+        _atomic_add(bar + 8, 1)
+        return True
+    spins = 0
+    while _atomic_add(bar + 8, 0) == gen:
+        if _atomic_add(bar + 16, 0) != 0:
+            return False
+        spins += 1
+        if spins < SPIN_BEFORE_YIELD:
+            _pause()
+        else:
+            _sched_yield()                        # the other thread may be waiting for this core
+            if spins > SPIN_LIMIT:
+                _atomic_add(bar + 16, 1)
+                return False
+    return True
+
+
+@njit(inline="always")
+def split(H, NR, part, parts):
+    """Hidden units ``[u0, u1)`` of thread ``part`` of ``parts``: near-equal ranges cut at multiples of NR."""
+    if parts == 1:
+        return 0, H
+    u0 = 0 if part == 0 else min(H, (H * part // parts + NR // 2) // NR * NR)
+    u1 = H if part == parts - 1 else min(H, (H * (part + 1) // parts + NR // 2) // NR * NR)
+    return u0, u1
+
+
+#: hidden units from which a loop is split over threads: below, a step's work (25 µs at H = 128) is too
+#: small for a barrier per step to pay (measured: no gain at H = 128, 1.4x at H = 512 on 2 threads)
+SPLIT_MIN_UNITS = 192
+
+
+def blas_workers_nap() -> bool:
+    """True unless NumPy's OpenBLAS keeps its idle threads spinning for long (``OPENBLAS_THREAD_TIMEOUT``
+    unset or above 24, i.e. more than 2^24 cycles, ~7 ms), which starves a split loop's second thread
+    (measured, char512-1 LSTM on 2 threads: 260 ms per step at OpenBLAS's default 2^28, 128-133 ms at
+    2^18-2^24; at 2^18-2^22 OpenBLAS's own threads wake too often: char128-1 12 -> 18 ms)."""
+    if "openblas" not in str(_blas.blas_info().get("library", "")).lower():
+        return True
+    try:
+        return int(os.environ.get("OPENBLAS_THREAD_TIMEOUT", "28")) <= 24
+    except ValueError:
+        return False
+
+
+def parts_for(hidden: int, steps: int, dtype) -> int:
+    """Threads for a loop: the BLAS's count (the per-step GEMM threads, see ``blas.step_threads``) when the
+    weights get packed, the layer has at least SPLIT_MIN_UNITS units and OpenBLAS's idle threads nap
+    (:func:`blas_workers_nap`); else 1."""
+    p = accel.threads()
+    if p <= 1 or steps < PACK_MIN_STEPS or hidden < SPLIT_MIN_UNITS or not _workers_nap():
+        return 1
+    return max(1, min(p, hidden // panel_width(dtype)))
+
+
+_NAP: dict = {}
+
+
+def _workers_nap() -> bool:
+    if "v" not in _NAP:
+        _NAP["v"] = blas_workers_nap()
+    return _NAP["v"]
+
+
+def _run_part(lo, hi, loop, args, parts, bar):
+    return loop(*args, lo, parts, bar.ctypes.data)
+
+
+def run_parts(loop, args: tuple, parts: int) -> None:
+    """``loop(*args, part, parts, barrier)`` on ``parts`` threads at once (the caller's thread is part 0)."""
+    bar = np.zeros(3, np.int64)
+    if parts == 1:
+        loop(*args, 0, 1, bar.ctypes.data)
+    else:
+        accel.parallel_for(parts, _run_part, loop, args, parts, bar, cost=accel.PARALLEL_MIN)
+    if bar[2]:
+        raise RuntimeError(f"a thread of a {parts}-thread recurrent loop never reached its barrier; "
+                           "run with one BLAS thread (seqmodels.core.blas.set_num_threads(1)) to avoid it")

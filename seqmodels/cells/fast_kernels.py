@@ -20,19 +20,14 @@ float32 (tested against float64 ``np.tanh``).
 
 from __future__ import annotations
 
-import ctypes
 import math
-import platform
 
 import numpy as np
 
-from ..core import blas as _blas
-from ..core import workspace
 from ..core.accel_kernels import exp_parts32, fma
-from . import fast_gemm
+from .fast_gemm import barrier, from_row, gemm, gemm_blocks, gemm_functions, operand, parts_for, run_parts, split
 
 try:
-    import llvmlite.binding as _llvm
     import numba
     from numba import njit
     from numba.core import types
@@ -45,95 +40,6 @@ except ImportError:          # importable without numba (documentation, doctests
 
     def overload(_):
         return lambda f: f
-
-_ROW_MAJOR, _NO_TRANS = 101, 111
-_FOUND: dict = {}
-
-
-def gemm_functions() -> str:
-    """Register NumPy's OpenBLAS ``cblas_sgemm``/``cblas_dgemm`` for the kernels; return the symbol.
-
-    The kernels call them as external symbols (so numba can cache the compiled loops) with 64-bit
-    integer arguments: right for NumPy's bundled ILP64 ``scipy_openblas64_``, and on x86-64 also for a
-    32-bit-integer cblas (each argument takes a full register or 8-byte stack slot there). Raises
-    RuntimeError when no usable symbol is found.
-    """
-    if _FOUND:
-        return _FOUND["name"]
-    found = _blas.cblas_gemm_symbols()
-    if found is None:
-        raise RuntimeError("NumPy's BLAS library was not found among the loaded libraries, or has no cblas_?gemm")
-    path, sname, dname, ilp64 = found
-    if not ilp64 and platform.machine().lower() not in ("x86_64", "amd64"):
-        raise RuntimeError(f"{sname} in {path} takes 32-bit integers: only bound on x86-64")
-    lib = ctypes.CDLL(path)
-    for key, name in (("seqmodels_sgemm", sname), ("seqmodels_dgemm", dname)):
-        _llvm.add_symbol(key, ctypes.cast(getattr(lib, name), ctypes.c_void_p).value)
-    _FOUND["name"] = sname
-    return sname
-
-
-def _gemm_type(real):
-    i32, i64 = types.int32, types.int64
-    return types.ExternalFunction("seqmodels_" + ("s" if real == types.float32 else "d") + "gemm", types.void(
-        i32, i32, i32, i64, i64, i64, real, types.voidptr, i64, types.voidptr, i64, real, types.voidptr, i64))
-
-
-if numba is not None:
-    gemm_functions()
-    _sgemm, _dgemm = _gemm_type(types.float32), _gemm_type(types.float64)
-
-
-def gemm(C, A, B, m, n, k, lda, ldb, ldc, beta):   # pragma: no cover - replaced by the overload
-    """``C[:m, :n] = A[:m, :k] @ B[:k, :n] + beta C`` on row-major pointers with leading dimensions.
-
-    ``B`` 2-D: one ``cblas_?gemm`` call (``ldb`` its leading dimension); 3-D: B packed in panels by
-    :func:`seqmodels.cells.fast_gemm.pack`, multiplied by the loops' own kernel (``ldb`` unused).
-    """
-    raise NotImplementedError
-
-
-@overload(gemm)
-def _gemm_impl(C, A, B, m, n, k, lda, ldb, ldc, beta):
-    if B.ndim == 3:
-        def impl(C, A, B, m, n, k, lda, ldb, ldc, beta):
-            fast_gemm.gemm_packed(C, A, B, m, n, k, lda, ldc, beta)
-    elif C.dtype == types.float32:
-        def impl(C, A, B, m, n, k, lda, ldb, ldc, beta):
-            _sgemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, m, n, k, np.float32(1.0), A.ctypes.data, lda,
-                   B.ctypes.data, ldb, np.float32(beta), C.ctypes.data, ldc)
-    else:
-        def impl(C, A, B, m, n, k, lda, ldb, ldc, beta):
-            _dgemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, m, n, k, 1.0, A.ctypes.data, lda,
-                   B.ctypes.data, ldb, float(beta), C.ctypes.data, ldc)
-    return impl
-
-
-def from_row(B, k0):   # pragma: no cover - replaced by the overload
-    """Rows ``k0:`` of the right operand ``B`` of :func:`gemm`, plain or packed."""
-    raise NotImplementedError
-
-
-@overload(from_row)
-def _from_row_impl(B, k0):
-    if B.ndim == 3:
-        return lambda B, k0: B[:, k0:]
-    return lambda B, k0: B[k0:]
-
-
-#: sequences of at least this many steps run on packed weights (packing costs about one step's GEMM)
-PACK_MIN_STEPS = 4
-
-
-def operand(B: np.ndarray, steps: int) -> np.ndarray:
-    """The per-step right operand for a loop of ``steps``: ``B`` packed in panels, or as it is when short."""
-    if steps < PACK_MIN_STEPS:
-        return B
-    K, N = B.shape
-    NR = fast_gemm.panel_width(B.dtype)
-    out = workspace.empty(((N + NR - 1) // NR, K, NR), B.dtype)
-    fast_gemm.pack(B, out)
-    return out
 
 
 @njit(inline="always")
@@ -189,46 +95,54 @@ def _tanh_into(src, dst, count):
 
 
 # ------------------------------------------------------------------------------------------- LSTM
+# Every loop takes (part, parts, bar) last: it runs hidden units [u0, u1) of split(), see fast_gemm.
 @njit(**_JIT)
-def _lstm_forward(G, a, c, tc, WhT, sizes, P, peep):
+def _lstm_forward(G, a, c, tc, Wq, sizes, P, peep, part, parts, bar):
     T, _, GH = G.shape
     H = GH // 4
+    u0, u1 = split(H, Wq.shape[-1], part, parts)
+    w, c0, c1 = (GH, 0, GH) if parts == 1 else (H, u0, u1)         # columns of the product, per block
     for t in range(T):
         n = sizes[t]
-        gemm(G[t], a[t], WhT, n, GH, H, H, GH, GH, 1.0)               # z += W_h a<t-1> (σ rows halved)
+        gemm_blocks(G[t], a[t], Wq, n, H, H, GH, 1.0, w, c0, c1)     # z += W_h a<t-1> (σ rows halved)
         for i in range(n):
-            z, cp, cn, th, ao = G[t, i], c[t, i], c[t + 1, i], tc[t, i], a[t + 1, i]
+            z, cp, cn, th, ao = G[t, i], c[t, i, u0:u1], c[t + 1, i, u0:u1], tc[t, i, u0:u1], a[t + 1, i, u0:u1]
+            u, f, o, cc = z[u0:u1], z[H + u0:H + u1], z[2 * H + u0:2 * H + u1], z[3 * H + u0:3 * H + u1]
             if peep:
-                zu, zf, zo = z[:H], z[H:2 * H], z[2 * H:3 * H]
-                pu, pf, po = P[0], P[1], P[2]
-                for j in range(H):                                   # + p * c<t-1> (P holds p/2)
-                    zu[j] += pu[j] * cp[j]
-                    zf[j] += pf[j] * cp[j]
-                    zo[j] += po[j] * cp[j]
-            _sigmoid_halved(z, 0, 3 * H)                             # Γu, Γf, Γo
-            _tanh_inplace(z, 3 * H, 4 * H)                           # c~
-            u, f, o, cc = z[:H], z[H:2 * H], z[2 * H:3 * H], z[3 * H:]
-            for j in range(H):
+                pu, pf, po = P[0, u0:u1], P[1, u0:u1], P[2, u0:u1]
+                for j in range(u1 - u0):                             # + p * c<t-1> (P holds p/2)
+                    u[j] += pu[j] * cp[j]
+                    f[j] += pf[j] * cp[j]
+                    o[j] += po[j] * cp[j]
+            _sigmoid_halved(u, 0, u1 - u0)                           # Γu, Γf, Γo
+            _sigmoid_halved(f, 0, u1 - u0)
+            _sigmoid_halved(o, 0, u1 - u0)
+            _tanh_inplace(cc, 0, u1 - u0)                            # c~
+            for j in range(u1 - u0):
                 cn[j] = u[j] * cc[j] + f[j] * cp[j]                  # c<t> = Γu c~ + Γf c<t-1>
-            _tanh_into(cn, th, H)
-            for j in range(H):
+            _tanh_into(cn, th, u1 - u0)
+            for j in range(u1 - u0):
                 ao[j] = o[j] * th[j]                                 # a<t> = Γo tanh(c<t>)
+        if parts > 1 and not barrier(bar, parts):                    # a<t> complete before the next product
+            return
 
 
 @njit(**_JIT)
-def _lstm_backward(G, c, tc, W, ldw, sizes, P, da_all, dc_all, dout_t, has_dout, dz):
+def _lstm_backward(G, c, tc, Wq, sizes, P, da_all, dc_all, dout_t, has_dout, dz, part, parts, bar):
     T, B, GH = G.shape
     H = GH // 4
+    u0, u1 = split(H, Wq.shape[-1], part, parts)
     one = np.float32(1.0)
-    pu, pf, po = P[0], P[1], P[2]
+    pu, pf, po = P[0, u0:u1], P[1, u0:u1], P[2, u0:u1]
     for t in range(T - 1, -1, -1):
         n = sizes[t]
         for i in range(n):
-            z, d, cp, th, da_r, dc_r = G[t, i], dz[t, i], c[t, i], tc[t, i], da_all[i], dc_all[i]
-            u, f, o, cc = z[:H], z[H:2 * H], z[2 * H:3 * H], z[3 * H:]
-            du, df, do, dcc = d[:H], d[H:2 * H], d[2 * H:3 * H], d[3 * H:]
-            dout = dout_t[t, i] if has_dout else da_r
-            for j in range(H):
+            z, d = G[t, i], dz[t, i]
+            cp, th, da_r, dc_r = c[t, i, u0:u1], tc[t, i, u0:u1], da_all[i, u0:u1], dc_all[i, u0:u1]
+            u, f, o, cc = z[u0:u1], z[H + u0:H + u1], z[2 * H + u0:2 * H + u1], z[3 * H + u0:3 * H + u1]
+            du, df, do, dcc = d[u0:u1], d[H + u0:H + u1], d[2 * H + u0:2 * H + u1], d[3 * H + u0:3 * H + u1]
+            dout = dout_t[t, i, u0:u1] if has_dout else da_r
+            for j in range(u1 - u0):
                 da = da_r[j] + dout[j] if has_dout else da_r[j]
                 dc = dc_r[j] + da * ((one - th[j] * th[j]) * o[j])    # δc += δa Γo (1 - tanh²c)
                 du[j] = (one - u[j]) * u[j] * cc[j] * dc             # dzΓu
@@ -236,100 +150,124 @@ def _lstm_backward(G, c, tc, W, ldw, sizes, P, da_all, dc_all, dout_t, has_dout,
                 do[j] = (one - o[j]) * o[j] * th[j] * da             # dzΓo
                 dcc[j] = (one - cc[j] * cc[j]) * u[j] * dc           # dzc~
                 dc_r[j] = dc * f[j] + (pu[j] * du[j] + pf[j] * df[j] + po[j] * do[j])   # δc<t-1>
-        gemm(da_all, dz[t], W, n, H, GH, GH, ldw, H, 0.0)              # δa<t-1> = W_hᵀ dz
-        for i in range(n, B):
-            dz[t, i, :] = 0.0
+        if parts > 1 and not barrier(bar, parts):                    # dz<t> complete before the product
+            return
+        gemm_blocks(da_all, dz[t], Wq, n, GH, GH, H, 0.0, H, u0, u1)  # δa<t-1> = W_hᵀ dz
+        if part == 0:
+            for i in range(n, B):
+                dz[t, i, :] = 0.0
 
 
 def lstm_forward(cell, buf, WhT, sizes) -> bool:
     P = 0.5 * cell.peepholes(buf.G.dtype)
-    _lstm_forward(buf.G, buf.a, buf.c, buf.tc, operand(WhT, len(sizes)), sizes, P, cell.peephole)
+    parts = parts_for(cell.hidden_size, len(sizes), WhT.dtype)
+    run_parts(_lstm_forward, (buf.G, buf.a, buf.c, buf.tc, operand(WhT, len(sizes), 1 if parts == 1 else 4),
+                              sizes, P, cell.peephole), parts)
     return True
 
 
 def _rows(W_h, dtype):
-    """(W_h, its leading dimension) when W_h can go to the BLAS as it is, else (None, 0)."""
+    """W_h when it can go to the BLAS as it is (rows contiguous), else None."""
     if W_h.dtype != dtype or W_h.strides[1] != W_h.itemsize or W_h.strides[0] % W_h.itemsize:
-        return None, 0
-    return W_h, W_h.strides[0] // W_h.itemsize
+        return None
+    return W_h
 
 
 def lstm_backward(cell, buf, W_h, sizes, carry, dout_t, dz) -> bool:
-    W, ld = _rows(W_h, dz.dtype)
+    W = _rows(W_h, dz.dtype)
     if W is None:
         return False
     P = cell.peepholes(dz.dtype)
     has = dout_t is not None
     d = dout_t if has else np.zeros((1, 1, 1), dz.dtype)
-    _lstm_backward(buf.G, buf.c, buf.tc, operand(W, len(sizes)), ld, sizes, P, carry[0], carry[1], d, has, dz)
+    parts = parts_for(cell.hidden_size, len(sizes), dz.dtype)
+    run_parts(_lstm_backward, (buf.G, buf.c, buf.tc, operand(W, len(sizes)), sizes, P, carry[0], carry[1], d,
+                               has, dz), parts)
     return True
 
 
 # -------------------------------------------------------------------------------------------- GRU
 @njit(**_JIT)
-def _gru_forward(G, a, WhT, WcT, sizes, variant, b_ca, ra, hc, tmp):
-    """variant 0: simplified [u, c]; 1: the notes' form (WcT = packed W_caᵀ); 2: reset-after."""
+def _gru_forward(G, a, Wq, WcQ, sizes, variant, b_ca, ra, hc, tmp, part, parts, bar):
+    """variant 0: simplified [u, c]; 1: the notes' form (WcQ = packed W_caᵀ); 2: reset-after."""
     T, _, GH = G.shape
     H = GH // (2 if variant == 0 else 3)
     c0 = GH - H                                                       # first column of c~
+    u0, u1 = split(H, Wq.shape[-1], part, parts)
+    h = u1 - u0
+    N = c0 if variant == 1 else GH                                    # columns of the first product
+    w, k0, k1 = (N, 0, N) if parts == 1 else (H, u0, u1)
     for t in range(T):
         n = sizes[t]
         if variant == 2:
-            gemm(tmp, a[t], WhT, n, GH, H, H, GH, GH, 0.0)            # W_h a<t-1> (u, r halved)
+            gemm_blocks(tmp, a[t], Wq, n, H, H, GH, 0.0, w, k0, k1)  # W_h a<t-1> (u, r halved)
         else:
-            gemm(G[t], a[t], WhT, n, c0 if variant == 1 else GH, H, H, WhT.shape[1], GH, 1.0)
+            gemm_blocks(G[t], a[t], Wq, n, H, H, GH, 1.0, w, k0, k1)
         for i in range(n):
-            z, ap = G[t, i], a[t, i]
-            u, r, cc = z[:H], z[H:2 * H], z[c0:]
+            z, ap = G[t, i], a[t, i, u0:u1]
+            u, r, cc = z[u0:u1], z[H + u0:H + u1], z[c0 + u0:c0 + u1]
             if variant == 2:
                 s = tmp[i]
-                zur, sur = z[:2 * H], s[:2 * H]
-                for j in range(2 * H):
-                    zur[j] += sur[j]
-            _sigmoid_halved(z, 0, c0)                                # Γu (, Γr)
+                su, sr = s[u0:u1], s[H + u0:H + u1]
+                for j in range(h):
+                    u[j] += su[j]
+                    r[j] += sr[j]
+            _sigmoid_halved(u, 0, h)                                 # Γu (, Γr)
+            if variant != 0:
+                _sigmoid_halved(r, 0, h)
             if variant == 1:
-                rai = ra[t, i]
-                for j in range(H):
+                rai = ra[t, i, u0:u1]
+                for j in range(h):
                     rai[j] = r[j] * ap[j]                            # Γr * c<t-1>
                 continue
             if variant == 2:
-                sc, hci = tmp[i, 2 * H:], hc[t, i]
-                for j in range(H):
-                    hci[j] = sc[j] + b_ca[j]                         # hc = W_ca c<t-1> + b_ca
+                sc, hci = tmp[i, 2 * H + u0:2 * H + u1], hc[t, i, u0:u1]
+                bc = b_ca[u0:u1]
+                for j in range(h):
+                    hci[j] = sc[j] + bc[j]                           # hc = W_ca c<t-1> + b_ca
                     cc[j] += r[j] * hci[j]                           # + Γr hc
-            _tanh_inplace(z, c0, GH)                                 # c~
-            ao = a[t + 1, i]
-            for j in range(H):
+            _tanh_inplace(cc, 0, h)                                  # c~
+            ao = a[t + 1, i, u0:u1]
+            for j in range(h):
                 ao[j] = (cc[j] - ap[j]) * u[j] + ap[j]               # c<t> = c<t-1> + Γu (c~ - c<t-1>)
         if variant == 1:
-            gemm(G[t, :, c0:], ra[t], WcT, n, H, H, H, H, GH, 1.0)   # + W_ca (Γr * c<t-1>)
+            if parts > 1 and not barrier(bar, parts):                # Γr * c<t-1> complete
+                return
+            gemm_blocks(G[t, :, c0:], ra[t], WcQ, n, H, H, GH, 1.0, H, u0, u1)   # + W_ca (Γr * c<t-1>)
             for i in range(n):
-                z, ap, ao = G[t, i], a[t, i], a[t + 1, i]
-                _tanh_inplace(z, c0, GH)
-                u, cc = z[:H], z[c0:]
-                for j in range(H):
+                z, ap, ao = G[t, i], a[t, i, u0:u1], a[t + 1, i, u0:u1]
+                u, cc = z[u0:u1], z[c0 + u0:c0 + u1]
+                _tanh_inplace(cc, 0, h)
+                for j in range(h):
                     ao[j] = (cc[j] - ap[j]) * u[j] + ap[j]
+        if parts > 1 and not barrier(bar, parts):                    # a<t> complete
+            return
 
 
 @njit(**_JIT)
-def _gru_backward(G, a, W, ldw, sizes, variant, hc, dhc, da_all, dout_t, has_dout, dz, S, dra):
-    """S (B, 3H) scratch: [dzΓu, dzΓr, δhc] for the reset-after product; dra (B, H) scratch."""
+def _gru_backward(G, a, Wq, sizes, variant, hc, dhc, da_all, dout_t, has_dout, dz, S, dra, part, parts, bar):
+    """S (2, B, 3H) scratch: [dzΓu, dzΓr, δhc] for the reset-after product, by step parity (a thread may
+    fill the next step's while another still multiplies this one's); dra (B, H) scratch."""
     T, B, GH = G.shape
     H = GH // (2 if variant == 0 else 3)
     c0 = GH - H                                                       # column of c~ / dzc~
+    u0, u1 = split(H, Wq.shape[-1], part, parts)
+    h = u1 - u0
     one = np.float32(1.0)
     for t in range(T - 1, -1, -1):
         n = sizes[t]
         for i in range(n):
-            z, d, ap, da_r = G[t, i], dz[t, i], a[t, i], da_all[i]
-            u, r, cc = z[:H], z[H:2 * H], z[c0:]
-            du, dr, dcc = d[:H], d[H:2 * H], d[c0:]
-            dout = dout_t[t, i] if has_dout else da_r
+            z, d, ap, da_r = G[t, i], dz[t, i], a[t, i, u0:u1], da_all[i, u0:u1]
+            u, r, cc = z[u0:u1], z[H + u0:H + u1], z[c0 + u0:c0 + u1]
+            du, dr, dcc = d[u0:u1], d[H + u0:H + u1], d[c0 + u0:c0 + u1]
+            dout = dout_t[t, i, u0:u1] if has_dout else da_r
             if variant == 2:
-                hci, dhci, Su, Sr, Sh = hc[t, i], dhc[t, i], S[i, :H], S[i, H:2 * H], S[i, 2 * H:]
+                hci, dhci = hc[t, i, u0:u1], dhc[t, i, u0:u1]
+                St = S[t % 2, i]
+                Su, Sr, Sh = St[u0:u1], St[H + u0:H + u1], St[2 * H + u0:2 * H + u1]
             else:
                 hci = dhci = Su = Sr = Sh = da_r                     # unused
-            for j in range(H):
+            for j in range(h):
                 da = da_r[j] + dout[j] if has_dout else da_r[j]
                 du[j] = (cc[j] - ap[j]) * ((one - u[j]) * u[j]) * da  # dzΓu
                 dcc[j] = (one - cc[j] * cc[j]) * u[j] * da           # dzc~
@@ -339,22 +277,28 @@ def _gru_backward(G, a, W, ldw, sizes, variant, hc, dhc, da_all, dout_t, has_dou
                     dh = dcc[j] * r[j]                               # δhc
                     dhci[j] = dh
                     Su[j], Sr[j], Sh[j] = du[j], dr[j], dh
+        if parts > 1 and not barrier(bar, parts):                    # this step's dz complete
+            return
         if variant == 0:
-            gemm(da_all, dz[t], W, n, H, GH, GH, ldw, H, 1.0)          # + W_hᵀ dz
+            gemm_blocks(da_all, dz[t], Wq, n, GH, GH, H, 1.0, H, u0, u1)          # + W_hᵀ dz
         elif variant == 2:
-            gemm(da_all, S, W, n, H, GH, GH, ldw, H, 1.0)              # + W_{u,r}ᵀ dz + W_caᵀ δhc
+            gemm_blocks(da_all, S[t % 2], Wq, n, GH, GH, H, 1.0, H, u0, u1)            # + W_{u,r}ᵀ dz + W_caᵀ δhc
         else:
-            gemm(dra, dz[t, :, c0:], from_row(W, 2 * H), n, H, H, GH, ldw, H, 0.0)   # δ(Γr c) = W_caᵀ dzc~
+            gemm_blocks(dra, dz[t, :, c0:], from_row(Wq, 2 * H), n, H, GH, H, 0.0, H, u0, u1)   # δ(Γr c) = W_caᵀ dzc~
             for i in range(n):
-                r, dr, ap, da_r, dri = G[t, i, H:2 * H], dz[t, i, H:2 * H], a[t, i], da_all[i], dra[i]
-                for j in range(H):
+                r, dr = G[t, i, H + u0:H + u1], dz[t, i, H + u0:H + u1]
+                ap, da_r, dri = a[t, i, u0:u1], da_all[i, u0:u1], dra[i, u0:u1]
+                for j in range(h):
                     dr[j] = (one - r[j]) * r[j] * ap[j] * dri[j]      # dzΓr
                     da_r[j] += r[j] * dri[j]
-            gemm(da_all, dz[t], W, n, H, 2 * H, GH, ldw, H, 1.0)       # + W_{u,r}ᵀ [dzΓu, dzΓr]
-        for i in range(n, B):
-            dz[t, i, :] = 0.0
-            if variant == 2:
-                dhc[t, i, :] = 0.0
+            if parts > 1 and not barrier(bar, parts):                # dzΓr complete
+                return
+            gemm_blocks(da_all, dz[t], Wq, n, 2 * H, GH, H, 1.0, H, u0, u1)      # + W_{u,r}ᵀ [dzΓu, dzΓr]
+        if part == 0:
+            for i in range(n, B):
+                dz[t, i, :] = 0.0
+                if variant == 2:
+                    dhc[t, i, :] = 0.0
 
 
 def _variant(cell) -> int:
@@ -364,77 +308,90 @@ def _variant(cell) -> int:
 def gru_forward(cell, buf, WhT, sizes, WcT=None) -> bool:
     G = buf.G
     v = _variant(cell)
-    H, B = cell.hidden_size, G.shape[1]
+    H, B, T = cell.hidden_size, G.shape[1], len(sizes)
     empty = np.zeros((1, 1, 1), G.dtype)
     b_ca = cell.P["b_ca"].astype(G.dtype, copy=False) if v == 2 else np.zeros(1, G.dtype)
     tmp = np.empty((B, 3 * H), G.dtype) if v == 2 else np.zeros((1, 1), G.dtype)
-    _gru_forward(G, buf.a, operand(WhT, len(sizes)), operand(WcT, len(sizes)) if v == 1 else np.zeros((1, 1), G.dtype), sizes, v, b_ca,
-                 buf.ra if v == 1 else empty, buf.hc if v == 2 else empty, tmp)
+    parts = parts_for(H, T, G.dtype)
+    Wq = operand(WhT, T, 1 if parts == 1 else WhT.shape[1] // H)
+    WcQ = operand(WcT, T) if v == 1 else np.zeros((1, 1), G.dtype)
+    run_parts(_gru_forward, (G, buf.a, Wq, WcQ, sizes, v, b_ca, buf.ra if v == 1 else empty,
+                             buf.hc if v == 2 else empty, tmp), parts)
     return True
 
 
 def gru_backward(cell, buf, W_h, sizes, carry, dout_t, dz) -> bool:
-    W, ld = _rows(W_h, dz.dtype)
+    W = _rows(W_h, dz.dtype)
     if W is None:
         return False
     v = _variant(cell)
-    H, B = cell.hidden_size, dz.shape[1]
+    H, B, T = cell.hidden_size, dz.shape[1], len(sizes)
     empty = np.zeros((1, 1, 1), dz.dtype)
     has = dout_t is not None
-    S = np.empty((B, 3 * H), dz.dtype) if v == 2 else np.zeros((1, 1), dz.dtype)
+    S = np.empty((2, B, 3 * H), dz.dtype) if v == 2 else np.zeros((1, 1, 1), dz.dtype)
     dra = np.empty((B, H), dz.dtype) if v == 1 else np.zeros((1, 1), dz.dtype)
-    _gru_backward(buf.G, buf.a, operand(W, len(sizes)), ld, sizes, v, buf.hc if v == 2 else empty,
-                  buf.dhc if v == 2 else empty, carry[0], dout_t if has else empty, has, dz, S, dra)
+    run_parts(_gru_backward, (buf.G, buf.a, operand(W, T), sizes, v, buf.hc if v == 2 else empty,
+                              buf.dhc if v == 2 else empty, carry[0], dout_t if has else empty, has, dz, S, dra),
+              parts_for(H, T, dz.dtype))
     return True
 
 
 # -------------------------------------------------------------------------------------------- RNN
 @njit(**_JIT)
-def _rnn_forward(G, a, WhT, sizes, relu):
+def _rnn_forward(G, a, Wq, sizes, relu, part, parts, bar):
     T, _, H = G.shape
+    u0, u1 = split(H, Wq.shape[-1], part, parts)
     zero = np.float32(0.0)
     for t in range(T):
         n = sizes[t]
-        gemm(G[t], a[t], WhT, n, H, H, H, H, H, 1.0)                  # z<t> = W_ax x + b + W_aa a<t-1>
+        gemm_blocks(G[t], a[t], Wq, n, H, H, H, 1.0, H, u0, u1)     # z<t> = W_ax x + b + W_aa a<t-1>
         for i in range(n):
-            z, out = G[t, i], a[t + 1, i]
+            z, out = G[t, i, u0:u1], a[t + 1, i, u0:u1]
             if relu:
-                for j in range(H):
+                for j in range(u1 - u0):
                     out[j] = max(z[j], zero)
             else:
-                _tanh_into(z, out, H)
+                _tanh_into(z, out, u1 - u0)
+        if parts > 1 and not barrier(bar, parts):
+            return
 
 
 @njit(**_JIT)
-def _rnn_backward(a, W, ldw, sizes, relu, da_all, dout_t, has_dout, dz):
+def _rnn_backward(a, Wq, sizes, relu, da_all, dout_t, has_dout, dz, part, parts, bar):
     T, B, H = dz.shape
+    u0, u1 = split(H, Wq.shape[-1], part, parts)
     one, zero = np.float32(1.0), np.float32(0.0)
     for t in range(T - 1, -1, -1):
         n = sizes[t]
         for i in range(n):
-            d, out, da_r = dz[t, i], a[t + 1, i], da_all[i]
-            dout = dout_t[t, i] if has_dout else da_r
-            for j in range(H):
+            d, out, da_r = dz[t, i, u0:u1], a[t + 1, i, u0:u1], da_all[i, u0:u1]
+            dout = dout_t[t, i, u0:u1] if has_dout else da_r
+            for j in range(u1 - u0):
                 da = da_r[j] + dout[j] if has_dout else da_r[j]
                 g = (one if out[j] > zero else zero) if relu else one - out[j] * out[j]
                 d[j] = g * da                                         # dz = δa g'(z)
-        gemm(da_all, dz[t], W, n, H, H, H, ldw, H, 0.0)                # δa<t-1> = W_aaᵀ dz
-        for i in range(n, B):
-            dz[t, i, :] = 0.0
+        if parts > 1 and not barrier(bar, parts):
+            return
+        gemm_blocks(da_all, dz[t], Wq, n, H, H, H, 0.0, H, u0, u1)   # δa<t-1> = W_aaᵀ dz
+        if part == 0:
+            for i in range(n, B):
+                dz[t, i, :] = 0.0
 
 
 def rnn_forward(cell, buf, WhT, sizes) -> bool:
-    _rnn_forward(buf.G, buf.a, operand(WhT, len(sizes)), sizes, cell.activation == "relu")
+    args = (buf.G, buf.a, operand(WhT, len(sizes)), sizes, cell.activation == "relu")
+    run_parts(_rnn_forward, args, parts_for(cell.hidden_size, len(sizes), WhT.dtype))
     return True
 
 
 def rnn_backward(cell, buf, W_h, sizes, carry, dout_t, dz) -> bool:
-    W, ld = _rows(W_h, dz.dtype)
+    W = _rows(W_h, dz.dtype)
     if W is None:
         return False
     has = dout_t is not None
     d = dout_t if has else np.zeros((1, 1, 1), dz.dtype)
-    _rnn_backward(buf.a, operand(W, len(sizes)), ld, sizes, cell.activation == "relu", carry[0], d, has, dz)
+    args = (buf.a, operand(W, len(sizes)), sizes, cell.activation == "relu", carry[0], d, has, dz)
+    run_parts(_rnn_backward, args, parts_for(cell.hidden_size, len(sizes), dz.dtype))
     return True
 
 

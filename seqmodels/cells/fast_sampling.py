@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fast_kernels import _JIT, _sigmoid_halved, _tanh_inplace, _tanh_into, gemm, njit
+from .fast_gemm import gemm
+from .fast_kernels import _JIT, _sigmoid_halved, _tanh_inplace, _tanh_into, njit
 
 
 @njit(inline="always")

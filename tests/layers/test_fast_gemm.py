@@ -71,31 +71,118 @@ def test_pack_lays_out_panels_and_zero_pads(kernels, rng):
 
 @pytest.mark.parametrize("name", ["lstm", "lstm-peephole", "gru-full", "gru-simplified", "gru-reset-after",
                                   "rnn-tanh", "rnn-relu-identity"])
-def test_loops_on_packed_weights_equal_loops_on_the_blas(name, rng, monkeypatch):
-    """Sizes that cross every edge: H = 70 (no whole panel), backward K = 4H = 280 (past one KC run),
-    11 rows (a block of 8 and one of 3), ragged lengths."""
-    from seqmodels.cells import fast_kernels
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_loops_on_packed_weights_equal_loops_on_the_blas(name, threads, rng, monkeypatch):
+    """Sizes that cross every edge: H = 70 (no whole panel; 1-3 threads get 70, 32 + 38 or 16 + 32 + 22
+    units), backward K = 4H = 280 (past one KC run), 11 rows (a block of 8 and one of 3), ragged lengths."""
+    from seqmodels.cells import fast_gemm
+    from seqmodels.core import accel
 
     layer, x, _, s0, dout = problem(name, rng, B=11, T=7, D=5, H=70)
     lengths = np.array([7, 2, 4, 0, 1, 7, 7, 3, 5, 6, 7])
     s0 = random_state(layer, 11, rng)
     with fast.enabled(False):
         want = run(layer, x, lengths, s0, dout)
-    wide = fast.enabled(True, dtypes=(np.float32, np.float64))
-    with wide:
-        monkeypatch.setattr(fast_kernels, "PACK_MIN_STEPS", 1)
+    monkeypatch.setattr(accel, "threads", lambda: threads)
+    monkeypatch.setattr(fast_gemm, "SPLIT_MIN_UNITS", 1)
+    monkeypatch.setitem(fast_gemm._NAP, "v", True)
+    assert fast_gemm.parts_for(70, 7, np.float64) == threads
+    with fast.enabled(True, dtypes=(np.float32, np.float64)):
+        monkeypatch.setattr(fast_gemm, "PACK_MIN_STEPS", 1)
         packed = run(layer, x, lengths, s0, dout)
-        monkeypatch.setattr(fast_kernels, "PACK_MIN_STEPS", 10**9)
+        monkeypatch.setattr(fast_gemm, "PACK_MIN_STEPS", 10**9)
         blas = run(layer, x, lengths, s0, dout)
     assert_all_close(packed, want, rtol=1e-10, atol=1e-11)
     assert_all_close(blas, want, rtol=1e-10, atol=1e-11)
 
 
-def test_short_sequences_keep_the_blas_and_long_ones_pack(rng):
-    from seqmodels.cells import fast_kernels
+@pytest.mark.parametrize("name", ["lstm", "lstm-peephole", "gru-reset-after", "gru-full", "gru-simplified", "rnn-tanh"])
+def test_float32_loops_split_over_threads_give_the_same_bits(name, rng, monkeypatch):
+    """Each thread computes its units exactly as one thread would: the same bits for 1, 2 and 3 threads,
+    and the NumPy loops' results to float32 rounding (amplified through 9 steps of random weights)."""
+    from seqmodels.cells import fast_gemm
+    from seqmodels.core import accel
+
+    monkeypatch.setattr(fast_gemm, "SPLIT_MIN_UNITS", 1)
+    monkeypatch.setitem(fast_gemm._NAP, "v", True)
+    layer, x, lengths, s0, dout = problem(name, rng, B=5, T=9, D=8, H=96, dtype=np.float32)
+    s0 = tuple(s.astype(np.float32) for s in s0) if isinstance(s0, tuple) else s0.astype(np.float32)
+    with fast.enabled(False):
+        want = run(layer, x, lengths, s0, dout)
+    got = {}
+    for threads in (1, 2, 3):
+        monkeypatch.setattr(accel, "threads", lambda threads=threads: threads)
+        with fast.enabled(True):
+            got[threads] = run(layer, x, lengths, s0, dout)
+    for threads in (2, 3):
+        for i, (a, b) in enumerate(zip(got[threads], got[1])):
+            np.testing.assert_array_equal(a, b, err_msg=f"output {i}, {threads} threads")
+    for i, (g, w) in enumerate(zip(got[1], want)):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * np.abs(w).max(), err_msg=f"output {i}")
+
+
+def test_a_thread_that_never_arrives_is_an_error_not_a_hang():
+    import ctypes
+
+    import numba
+
+    from seqmodels.cells import fast_gemm
+
+    @numba.njit
+    def wait(addr):
+        return fast_gemm.barrier(addr, 2)
+
+    bar = np.zeros(3, np.int64)
+    bar[2] = 1                                                       # the run was marked failed
+    assert not wait(bar.ctypes.data)
+    bar[:] = [1, 0, 0]                                               # the other thread is already waiting
+    assert wait(bar.ctypes.data) and list(bar) == [0, 1, 0]          # last arrival: released, count reset
+
+    def lost(*args):
+        (ctypes.c_int64 * 3).from_address(args[-1])[2] = 1
+
+    with pytest.raises(RuntimeError, match="never reached its barrier"):
+        fast_gemm.run_parts(lost, (), 1)
+
+
+def test_short_sequences_keep_the_blas_and_long_ones_pack_per_block(rng):
+    from seqmodels.cells import fast_gemm
 
     W = rng.standard_normal((6, 40))
-    assert fast_kernels.operand(W, fast_kernels.PACK_MIN_STEPS - 1) is W
-    P = fast_kernels.operand(W, fast_kernels.PACK_MIN_STEPS)
-    assert P.ndim == 3 and P.shape[1] == 6
-    np.testing.assert_array_equal(P.transpose(1, 0, 2).reshape(6, -1)[:, :40], W)
+    assert fast_gemm.operand(W, fast_gemm.PACK_MIN_STEPS - 1) is W
+    whole = fast_gemm.operand(W, fast_gemm.PACK_MIN_STEPS)
+    assert whole.shape == (1, 3, 6, 16)                                  # float64: panels of 16
+    np.testing.assert_array_equal(whole[0].transpose(1, 0, 2).reshape(6, -1)[:, :40], W)
+    gates = fast_gemm.operand(W, fast_gemm.PACK_MIN_STEPS, blocks=2)     # each block starts a panel
+    assert gates.shape == (2, 2, 6, 16)
+    for b in range(2):
+        np.testing.assert_array_equal(gates[b].transpose(1, 0, 2).reshape(6, -1)[:, :20], W[:, 20 * b:20 * (b + 1)])
+
+
+def test_loops_split_only_when_it_pays(monkeypatch):
+    from seqmodels.cells import fast_gemm
+    from seqmodels.core import accel
+
+    monkeypatch.setattr(accel, "threads", lambda: 2)
+    monkeypatch.setitem(fast_gemm._NAP, "v", True)
+    assert fast_gemm.parts_for(512, 100, np.float32) == 2
+    assert fast_gemm.parts_for(128, 100, np.float32) == 1                      # a step too small
+    assert fast_gemm.parts_for(512, fast_gemm.PACK_MIN_STEPS - 1, np.float32) == 1
+    monkeypatch.setitem(fast_gemm._NAP, "v", False)                            # OpenBLAS threads spin
+    assert fast_gemm.parts_for(512, 100, np.float32) == 1
+    monkeypatch.setattr(accel, "threads", lambda: 1)
+    monkeypatch.setitem(fast_gemm._NAP, "v", True)
+    assert fast_gemm.parts_for(512, 100, np.float32) == 1
+
+
+def test_openblas_idle_threads_count_as_napping_only_with_a_short_timeout(monkeypatch):
+    from seqmodels.cells import fast_gemm
+
+    monkeypatch.setattr(fast_gemm._blas, "blas_info", lambda: {"library": "/x/libscipy_openblas64_.so"})
+    for value, naps in [("24", True), ("4", True), ("25", False), ("28", False), ("junk", False)]:
+        monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", value)
+        assert fast_gemm.blas_workers_nap() is naps
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT")
+    assert not fast_gemm.blas_workers_nap()
+    monkeypatch.setattr(fast_gemm._blas, "blas_info", lambda: {"library": "/x/libmkl_rt.so"})
+    assert fast_gemm.blas_workers_nap()
