@@ -126,36 +126,32 @@ def _micro_kernel(rows: int, double: bool):
 
 
 if ir is not None:
-    _K32 = tuple(_micro_kernel(r, False) for r in range(1, MR + 1))
-    _K64 = tuple(_micro_kernel(r, True) for r in range(1, MR + 1))
+    _K32 = tuple(_micro_kernel(r, False) for r in (1, 2, 4, 8))
+    _K64 = tuple(_micro_kernel(r, True) for r in (1, 2, 4, 8))
 
 
 def _block(rows, c, ldc, a, lda, b, kc, accumulate, like):   # pragma: no cover - replaced by the overload
-    """One micro-kernel call for ``rows`` (1..MR) rows of ``like``'s dtype."""
+    """``rows`` (1..MR) rows of ``like``'s dtype, as kernels of 8, 4, 2 and 1 rows (its binary digits)."""
     raise NotImplementedError
 
 
 @overload(_block)
 def _block_impl(rows, c, ldc, a, lda, b, kc, accumulate, like):
-    k1, k2, k3, k4, k5, k6, k7, k8 = _K32 if like.dtype == types.float32 else _K64
+    k1, k2, k4, k8 = _K32 if like.dtype == types.float32 else _K64
 
     def impl(rows, c, ldc, a, lda, b, kc, accumulate, like):
-        if rows == 8:
+        cs, as_ = ldc * like.itemsize, lda * like.itemsize         # bytes from one row to the next
+        if rows & 8:
             k8(c, ldc, a, lda, b, kc, accumulate)
-        elif rows == 4:
-            k4(c, ldc, a, lda, b, kc, accumulate)
-        elif rows == 7:
-            k7(c, ldc, a, lda, b, kc, accumulate)
-        elif rows == 6:
-            k6(c, ldc, a, lda, b, kc, accumulate)
-        elif rows == 5:
-            k5(c, ldc, a, lda, b, kc, accumulate)
-        elif rows == 3:
-            k3(c, ldc, a, lda, b, kc, accumulate)
-        elif rows == 2:
-            k2(c, ldc, a, lda, b, kc, accumulate)
-        else:
-            k1(c, ldc, a, lda, b, kc, accumulate)
+        r = rows & 8
+        if rows & 4:
+            k4(c + r * cs, ldc, a + r * as_, lda, b, kc, accumulate)
+        r += rows & 4
+        if rows & 2:
+            k2(c + r * cs, ldc, a + r * as_, lda, b, kc, accumulate)
+        r += rows & 2
+        if rows & 1:
+            k1(c + r * cs, ldc, a + r * as_, lda, b, kc, accumulate)
     return impl
 
 
@@ -404,9 +400,11 @@ def split(H, NR, part, parts):
     return u0, u1
 
 
-#: hidden units from which a loop is split over threads: below, a step's work (25 µs at H = 128) is too
-#: small for a barrier per step to pay (measured: no gain at H = 128, 1.4x at H = 512 on 2 threads)
-SPLIT_MIN_UNITS = 192
+#: hidden units from which a loop is split over threads. Below, a step's work is too small for a barrier
+#: per step to pay (no gain at H = 128), and a short loop (PTB: 35 steps of H = 200, ~3 ms) lies inside
+#: the window in which OpenBLAS's threads still spin after the step's last BLAS call (slower: 80 -> 94 ms
+#: per PTB step). Measured gain at H = 512, 2 threads: char512-1 LSTM step 181 -> 128-149 ms.
+SPLIT_MIN_UNITS = 256
 
 
 def blas_workers_nap() -> bool:

@@ -166,7 +166,7 @@ def test_loops_split_only_when_it_pays(monkeypatch):
     monkeypatch.setattr(accel, "threads", lambda: 2)
     monkeypatch.setitem(fast_gemm._NAP, "v", True)
     assert fast_gemm.parts_for(512, 100, np.float32) == 2
-    assert fast_gemm.parts_for(128, 100, np.float32) == 1                      # a step too small
+    assert fast_gemm.parts_for(200, 100, np.float32) == 1                      # a step too small
     assert fast_gemm.parts_for(512, fast_gemm.PACK_MIN_STEPS - 1, np.float32) == 1
     monkeypatch.setitem(fast_gemm._NAP, "v", False)                            # OpenBLAS threads spin
     assert fast_gemm.parts_for(512, 100, np.float32) == 1
