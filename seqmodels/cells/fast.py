@@ -46,19 +46,8 @@ _LOOPS = accel.OptionalModule(_load_loops)
 set_enabled = accel.set_enabled                    # the one switch (see seqmodels.core.accel)
 
 
-def available() -> bool:
-    """True when numba is installed and NumPy's OpenBLAS could be bound (the kernels can run)."""
-    return _LOOPS.get() is not None
-
-
-def why_unavailable() -> str | None:
-    """The reason :func:`available` is False (None when it is True)."""
-    return _LOOPS.why()
-
-
-def is_enabled() -> bool:
-    """True when the compiled loops will be used (available and not switched off)."""
-    return _LOOPS.is_enabled()
+# numba installed and NumPy's BLAS bound / why not / and not switched off (see accel.OptionalModule)
+available, why_unavailable, is_enabled = _LOOPS.available, _LOOPS.why, _LOOPS.is_enabled
 
 
 @contextmanager

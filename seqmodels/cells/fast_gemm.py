@@ -184,7 +184,7 @@ def gemm_packed(C, A, Bp, m, n, k, lda, ldc, beta):
     item = Bp.itemsize
     sp = Bp.strides[0]
     b0, a0, c0 = Bp.ctypes.data, A.ctypes.data, C.ctypes.data
-    tile = np.empty((MR, NR), C.dtype) if n % NR else np.empty((1, NR), C.dtype)
+    tile = np.empty((MR if n % NR else 0, NR), C.dtype)               # only the last panel's edge needs it
     t0 = tile.ctypes.data
     for kk in range(0, k, KC):
         kc = min(KC, k - kk)
@@ -197,13 +197,13 @@ def gemm_packed(C, A, Bp, m, n, k, lda, ldc, beta):
                 rows = min(MR, m - i0)
                 a = a0 + (i0 * lda + kk) * item
                 if w == NR:
-                    _block(rows, c0 + (i0 * ldc + j0) * item, ldc, a, lda, b, kc, acc, tile)
+                    _block(rows, c0 + (i0 * ldc + j0) * item, ldc, a, lda, b, kc, acc, C)
                     continue
                 if acc:
                     for r in range(rows):
                         for j in range(w):
                             tile[r, j] = C[i0 + r, j0 + j]
-                _block(rows, t0, NR, a, lda, b, kc, acc, tile)
+                _block(rows, t0, NR, a, lda, b, kc, acc, C)
                 for r in range(rows):
                     for j in range(w):
                         C[i0 + r, j0 + j] = tile[r, j]
@@ -250,18 +250,15 @@ if ir is not None:
 def gemm(C, A, B, m, n, k, lda, ldb, ldc, beta):   # pragma: no cover - replaced by the overload
     """``C[:m, :n] = A[:m, :k] @ B[:k, :n] + beta C`` on row-major pointers with leading dimensions.
 
-    ``B`` 2-D: one ``cblas_?gemm`` call (``ldb`` its leading dimension); 3-D: B packed in panels by
-    :func:`seqmodels.cells.fast_gemm.pack`, multiplied by the loops' own kernel (``ldb`` unused).
+    One ``cblas_?gemm`` call of NumPy's BLAS (``ldb``: B's leading dimension); the loops' products on
+    packed weights go through :func:`gemm_blocks`.
     """
     raise NotImplementedError
 
 
 @overload(gemm)
 def _gemm_impl(C, A, B, m, n, k, lda, ldb, ldc, beta):
-    if B.ndim == 3:
-        def impl(C, A, B, m, n, k, lda, ldb, ldc, beta):
-            gemm_packed(C, A, B, m, n, k, lda, ldc, beta)
-    elif C.dtype == types.float32:
+    if C.dtype == types.float32:
         def impl(C, A, B, m, n, k, lda, ldb, ldc, beta):
             _sgemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, m, n, k, np.float32(1.0), A.ctypes.data, lda,
                    B.ctypes.data, ldb, np.float32(beta), C.ctypes.data, ldc)
@@ -355,6 +352,14 @@ if ir is not None:
         return types.int64(types.intp, types.int64), codegen
 
     @intrinsic
+    def _atomic_load(typingctx, addr):
+        """``*addr`` (int64, sequentially consistent): a plain read of the line, no locked write."""
+        def codegen(context, builder, signature, args):
+            ptr = builder.inttoptr(args[0], ir.IntType(64).as_pointer())
+            return builder.load_atomic(ptr, "seq_cst", 8)
+        return types.int64(types.intp), codegen
+
+    @intrinsic
     def _pause(typingctx):
         """The spin-wait hint (x86 ``pause``); nothing elsewhere."""
         def codegen(context, builder, signature, args):
@@ -370,14 +375,14 @@ if ir is not None:
 def barrier(bar, parts):
     """Wait until all ``parts`` threads have arrived (``bar``: address of 3 int64 — arrivals, generation,
     failed). False when the run failed (a thread never came): the caller returns at once."""
-    gen = _atomic_add(bar + 8, 0)
+    gen = _atomic_load(bar + 8)
     if _atomic_add(bar, 1) == parts - 1:          # the last to arrive resets the count and releases
         _atomic_add(bar, -parts)
         _atomic_add(bar + 8, 1)
         return True
     spins = 0
-    while _atomic_add(bar + 8, 0) == gen:
-        if _atomic_add(bar + 16, 0) != 0:
+    while _atomic_load(bar + 8) == gen:
+        if _atomic_load(bar + 16) != 0:
             return False
         spins += 1
         if spins < SPIN_BEFORE_YIELD:

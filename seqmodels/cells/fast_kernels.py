@@ -102,6 +102,7 @@ def _lstm_forward(G, a, c, tc, Wq, sizes, P, peep, part, parts, bar):
     H = GH // 4
     u0, u1 = split(H, Wq.shape[-1], part, parts)
     w, c0, c1 = (GH, 0, GH) if parts == 1 else (H, u0, u1)         # columns of the product, per block
+    pu, pf, po = P[0, u0:u1], P[1, u0:u1], P[2, u0:u1]
     for t in range(T):
         n = sizes[t]
         gemm_blocks(G[t], a[t], Wq, n, H, H, GH, 1.0, w, c0, c1)     # z += W_h a<t-1> (σ rows halved)
@@ -109,7 +110,6 @@ def _lstm_forward(G, a, c, tc, Wq, sizes, P, peep, part, parts, bar):
             z, cp, cn, th, ao = G[t, i], c[t, i, u0:u1], c[t + 1, i, u0:u1], tc[t, i, u0:u1], a[t + 1, i, u0:u1]
             u, f, o, cc = z[u0:u1], z[H + u0:H + u1], z[2 * H + u0:2 * H + u1], z[3 * H + u0:3 * H + u1]
             if peep:
-                pu, pf, po = P[0, u0:u1], P[1, u0:u1], P[2, u0:u1]
                 for j in range(u1 - u0):                             # + p * c<t-1> (P holds p/2)
                     u[j] += pu[j] * cp[j]
                     f[j] += pf[j] * cp[j]

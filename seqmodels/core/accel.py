@@ -57,6 +57,10 @@ class OptionalModule:
                 self._why = f"{type(e).__name__}: {e}"
         return self._module
 
+    def available(self) -> bool:
+        """True when the module can be loaded here (numba installed, NumPy's BLAS bound)."""
+        return self.get() is not None
+
     def why(self) -> str | None:
         self.get()
         return self._why
@@ -82,17 +86,8 @@ def _load_elementwise():
 _ELEMENTWISE = OptionalModule(_load_elementwise)
 
 
-def available() -> bool:
-    """True when numba is installed (the element-wise kernels can run)."""
-    return _ELEMENTWISE.get() is not None
-
-
-def why_unavailable() -> str | None:
-    return _ELEMENTWISE.why()
-
-
-def is_enabled() -> bool:
-    return _ELEMENTWISE.is_enabled()
+# the element-wise kernels' state, as for every optional module (see OptionalModule)
+available, why_unavailable, is_enabled = _ELEMENTWISE.available, _ELEMENTWISE.why, _ELEMENTWISE.is_enabled
 
 
 def set_enabled(flag: bool) -> bool:

@@ -112,6 +112,7 @@ def test_float32_loops_split_over_threads_give_the_same_bits(name, rng, monkeypa
     got = {}
     for threads in (1, 2, 3):
         monkeypatch.setattr(accel, "threads", lambda threads=threads: threads)
+        assert fast_gemm.parts_for(96, 9, np.float32) == threads                 # 3 panels of 32 units
         with fast.enabled(True):
             got[threads] = run(layer, x, lengths, s0, dout)
     for threads in (2, 3):
