@@ -108,19 +108,28 @@ def threads() -> int:
     return max(1, n or 1)
 
 
-def parallel_for(n: int, fn, *args, cost: int | None = None) -> list:
+def parallel_for(n: int, fn, *args, cost: int | None = None, with_part: bool = False) -> list:
     """``fn(lo, hi, *args)`` over ``[0, n)`` cut into one slice per thread; returns their results.
 
     ``fn`` must release the GIL (a ``nogil`` compiled kernel) and write disjoint parts of its
     outputs for disjoint ranges. The calling thread runs the first slice itself; work of fewer than
-    ``PARALLEL_MIN`` elements (``cost``, default ``n``) or one thread runs in one call.
+    ``PARALLEL_MIN`` elements (``cost``, default ``n``) or one thread runs in one call. With
+    ``with_part`` the slice's index comes third, ``fn(lo, hi, part, *args)``, for per-thread partial
+    results (``part < parts_for(n, cost)``).
     """
-    k = min(threads(), n)
-    if k <= 1 or (n if cost is None else cost) < PARALLEL_MIN:
-        return [fn(0, n, *args)]
+    k = parts_for(n, cost)
     bounds = [n * i // k for i in range(k + 1)]
+    calls = [(bounds[i], bounds[i + 1], *((i,) if with_part else ()), *args) for i in range(k)]
+    if k == 1:
+        return [fn(*calls[0])]
     pool = _pool.get(k)
     if pool is None:
         pool = _pool[k] = ThreadPoolExecutor(max_workers=k - 1, thread_name_prefix="seqmodels")
-    futures = [pool.submit(fn, bounds[i], bounds[i + 1], *args) for i in range(1, k)]
-    return [fn(bounds[0], bounds[1], *args)] + [f.result() for f in futures]
+    futures = [pool.submit(fn, *c) for c in calls[1:]]
+    return [fn(*calls[0])] + [f.result() for f in futures]
+
+
+def parts_for(n: int, cost: int | None = None) -> int:
+    """How many slices :func:`parallel_for` cuts ``n`` items of work ``cost`` into."""
+    k = min(threads(), n)
+    return 1 if k <= 1 or (n if cost is None else cost) < PARALLEL_MIN else k

@@ -107,31 +107,53 @@ def _max32(v, acc):
 
 
 @njit(**_JIT)
-def softmax_xent_rows(lo, hi, z, y, grad, scale):
-    """Rows ``lo..hi-1`` of the softmax cross-entropy: ``grad[i] = (softmax(z[i]) - onehot(y[i])) * scale``;
-    returns ``Σ_i -log softmax(z[i])[y[i]]`` (float64). A row whose max is not finite is shifted by 0
-    (as :func:`seqmodels.core.functional.softmax_cross_entropy` does): inf and NaN propagate."""
+def softmax_xent_rows(lo, hi, part, z, b, y, grad, scale, db):
+    """Rows ``lo..hi-1`` of the softmax cross-entropy of the logits ``z + b`` (``b``: a bias of length V, or
+    empty for none): ``grad[i] = (softmax(z[i] + b) - onehot(y[i])) * scale`` (``grad`` may be ``z``
+    itself); with a non-empty ``db`` (parts, V), adds this slice's ``Σ_i grad[i]`` to ``db[part]`` while
+    each row is still in cache. Returns ``Σ_i -log softmax(z[i] + b)[y[i]]`` (float64). A row whose max
+    is not finite is shifted by 0 (as :func:`seqmodels.core.functional.softmax_cross_entropy` does): inf
+    and NaN propagate."""
     total = 0.0
     V = z.shape[1]
     acc = np.empty(16, z.dtype)
+    biased = b.shape[0] != 0
+    in_place = z.ctypes.data == grad.ctypes.data
     for i in range(lo, hi):
+        # every pass below reads and writes gi alone: a loop from one array into another that is the
+        # same memory fails LLVM's run-time overlap check and runs scalar (measured 3x slower)
         zi = z[i]
         gi = grad[i]
-        m = _max32(zi, acc)
+        if in_place:
+            if biased:
+                for j in range(V):
+                    gi[j] += b[j]
+        elif biased:
+            for j in range(V):
+                gi[j] = zi[j] + b[j]
+        else:
+            for j in range(V):
+                gi[j] = zi[j]
+        t = y[i]
+        z_t = gi[t]
+        m = _max32(gi, acc)
         if np.isfinite(m):
             for j in range(V):
-                gi[j] = exp32(zi[j] - m)
+                gi[j] = exp32(gi[j] - m)
         else:                                           # an inf in the row: libm's exp, shift 0
             m = np.float32(0.0)
             for j in range(V):
-                gi[j] = np.exp(zi[j])
+                gi[j] = np.exp(gi[j])
         s = _sum32(gi)
         inv = scale / s
         for j in range(V):
             gi[j] *= inv
-        t = y[i]
         gi[t] -= scale
-        total += np.log(np.float64(s)) - np.float64(zi[t] - m)
+        total += np.log(np.float64(s)) - np.float64(z_t - m)
+        if db.shape[1] != 0:
+            d = db[part]
+            for j in range(V):
+                d[j] += gi[j]
     return total
 
 

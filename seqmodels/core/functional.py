@@ -294,12 +294,32 @@ def softmax_cross_entropy(logits, targets, lengths=None, mask=None, reduction: s
     logits = _float_array("logits", logits)
     if logits.ndim not in (2, 3) or logits.shape[-1] == 0:
         raise ShapeError(f"logits: expected shape (B, T, V) or (B, V) with V >= 1, got {logits.shape}")
+    V = logits.shape[-1]
+    y, rows, scale = target_rows(logits.shape[:-1], V, targets, lengths, mask, reduction, ignore_index)
+    z = logits.reshape(-1, V)                           # (N, V), positions flattened
+    if rows is not None:
+        z = z[rows]                                     # valid positions only
+    loss, p = softmax_xent_rows(z, y, scale)
+    if rows is None:
+        return loss, p.reshape(logits.shape)
+    dlogits = np.zeros((int(np.prod(logits.shape[:-1])), V), dtype=logits.dtype)
+    dlogits[rows] = p
+    return loss, dlogits.reshape(logits.shape)
+
+
+def target_rows(positions: tuple, V: int, targets, lengths=None, mask=None, reduction: str = "sum",
+                ignore_index: int | None = None):
+    """The checked class ids of the positions that count, for a softmax over ``V`` classes at
+    ``positions`` (B, T) or (B,): ``(y, rows, scale)`` — ``y`` the ids of the valid positions (flattened
+    order), ``rows`` their flat indices (None when every position counts) and ``scale`` the factor of
+    ``reduction`` (``1/len(y)`` for "mean", else 1). Raises with the argument's name on bad input (see
+    :func:`softmax_cross_entropy`)."""
     targets = np.asarray(targets)
     if targets.dtype.kind not in "iu":
         raise DTypeError(f"targets: expected integer class ids, got dtype {targets.dtype}; "
                          f"convert with targets.astype(np.int64)")
-    if targets.shape != logits.shape[:-1]:
-        raise ShapeError(f"targets: expected shape {logits.shape[:-1]} (logits.shape[:-1]), "
+    if targets.shape != tuple(positions):
+        raise ShapeError(f"targets: expected shape {tuple(positions)} (logits.shape[:-1]), "
                          f"got {targets.shape}")
     check_choice("reduction", reduction, REDUCTIONS)
     valid = _valid_positions(targets.shape, lengths, mask)
@@ -308,37 +328,46 @@ def softmax_cross_entropy(logits, targets, lengths=None, mask=None, reduction: s
             raise DTypeError(f"ignore_index: expected an int or None, got {ignore_index!r}")
         keep = targets != ignore_index
         valid = keep if valid is None else valid & keep
-    V = logits.shape[-1]
-    z = logits.reshape(-1, V)                           # (N, V), positions flattened
     y = targets.reshape(-1)
     rows = None if valid is None or valid.all() else np.flatnonzero(valid)
     if rows is not None:
-        z, y = z[rows], y[rows]                         # valid positions only
+        y = y[rows]
     bad = (y < 0) | (y >= V)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         where = np.unravel_index(i if rows is None else rows[i], targets.shape)
         raise ShapeError(f"targets: expected class ids in [0, {V}) at valid positions, "
                          f"got {int(y[i])} at index {tuple(int(w) for w in where)}")
-    loss, p = _softmax_xent_rows(z, y, 1.0 / z.shape[0] if reduction == "mean" and z.shape[0] else 1.0)
-    if rows is None:
-        return loss, p.reshape(logits.shape)
-    dlogits = np.zeros((targets.size, V), dtype=logits.dtype)
-    dlogits[rows] = p
-    return loss, dlogits.reshape(logits.shape)
+    scale = 1.0 / y.size if reduction == "mean" and y.size else 1.0
+    return y, rows, scale
 
 
-def _softmax_xent_rows(z: np.ndarray, y: np.ndarray, scale: float) -> tuple[float, np.ndarray]:
-    """``(scale · Σ_i -log softmax(z_i)[y_i], scale · (softmax(z) - onehot(y)))`` for (N, V) logits;
-    one compiled pass per row for float32 with ``seqmodels[fast]``, else NumPy (the gradient on recycled
-    memory either way)."""
-    n = z.shape[0]
+def softmax_xent_rows(z: np.ndarray, y: np.ndarray, scale: float = 1.0, bias=None, dbias=None,
+                      out=None) -> tuple[float, np.ndarray]:
+    """``(scale · Σ_i -log softmax(z_i + b)[y_i], scale · (softmax(z + b) - onehot(y)))`` for (N, V)
+    logits ``z`` (``bias`` b of length V, or None for 0), checked ids ``y`` (see :func:`target_rows`).
+
+    The gradient goes to ``out`` (may be ``z`` itself: the logits are then overwritten) or to recycled
+    memory; with ``dbias`` (V,) its column sums are added there. One compiled pass per row for float32
+    with ``seqmodels[fast]`` (the bias added and the column sums taken while the row is in cache), else
+    NumPy.
+    """
+    n, V = z.shape
     kernels = accel.kernels(z.dtype)
-    p = workspace.empty(z.shape, z.dtype)
+    p = workspace.empty(z.shape, z.dtype) if out is None else out
     if kernels is not None and z.dtype == np.float32:    # the kernel's exp is float32's
-        parts = accel.parallel_for(n, kernels.softmax_xent_rows, np.ascontiguousarray(z),
-                                   y.astype(np.intp, copy=False), p, z.dtype.type(scale), cost=z.size)
+        k = accel.parts_for(n, z.size)
+        b = np.zeros(0, z.dtype) if bias is None else np.ascontiguousarray(bias, z.dtype)
+        db = np.zeros((k, V) if dbias is not None else (1, 0), z.dtype)
+        parts = accel.parallel_for(n, kernels.softmax_xent_rows, np.ascontiguousarray(z), b,
+                                   y.astype(np.intp, copy=False), p, z.dtype.type(scale), db,
+                                   cost=z.size, with_part=True)
+        if dbias is not None:
+            dbias += db.sum(axis=0)
         return float(sum(parts)) * scale, p
+    if bias is not None:
+        np.add(z, bias, out=p)                          # z + b
+        z = p
     pick = (np.arange(n), y)
     np.subtract(z, _safe_max(z, 1), out=p)              # z - m
     z_y = p[pick]                                       # z_y - m
@@ -351,6 +380,8 @@ def _softmax_xent_rows(z: np.ndarray, y: np.ndarray, scale: float) -> tuple[floa
     if scale != 1.0:
         loss *= scale
         p *= scale
+    if dbias is not None:
+        dbias += p.sum(axis=0)
     return loss, p
 
 

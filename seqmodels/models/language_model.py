@@ -127,6 +127,12 @@ class LanguageModel(Model):
         With an embedding and fewer tokens in the vocabulary than positions in the batch (character
         models), the embedding is folded into the first layer's input product: ``W_x E[w]`` is row w of
         the (V, 4H) table ``E W_xᵀ`` — the same function, V rows computed instead of B·T."""
+        h, state, cache = self._features(ids, lengths, state)
+        logits, _, c_head = self.head.forward(h)
+        return logits, state, (*cache, c_head)
+
+    def _features(self, ids, lengths=None, state=None):
+        """ids (B, T) -> the output layer's input (B, T, H) (after dropout), final state, cache."""
         ids = np.asarray(ids)
         fold = self.embedding is not None and ids.ndim == 2 and len(self.vocab) < ids.size
         if fold:
@@ -141,12 +147,15 @@ class LanguageModel(Model):
         mask = None
         if self.training:
             h, mask = inverted_dropout(h, self.dropout, self._drop_rng)
-        logits, _, c_head = self.head.forward(h)
-        return logits, state, (c_emb, c_rnn, c_head, mask)
+        return h, state, (c_emb, c_rnn, mask)
 
     def backward(self, dlogits, cache) -> None:
-        c_emb, c_rnn, c_head, mask = cache
+        *cache, c_head = cache
         dh, _ = self.head.backward(dlogits, c_head)
+        self._features_backward(dh, cache)
+
+    def _features_backward(self, dh, cache) -> None:
+        c_emb, c_rnn, mask = cache
         if mask is not None:
             dh = dh * mask
         dx, _ = self.rnn.backward(dh, c_rnn)
@@ -161,19 +170,24 @@ class LanguageModel(Model):
         self._carry = None
 
     def train_batch(self, batch) -> tuple[float, int]:
-        """Forward, mean cross-entropy per token, backward (accumulating grads): (loss, tokens)."""
+        """Forward, mean cross-entropy per token, backward (accumulating grads): (loss, tokens).
+
+        The output layer, the softmax and their backward run as one fused pass
+        (:meth:`Dense.softmax_cross_entropy <seqmodels.layers.dense.Dense.softmax_cross_entropy>`): the
+        same numbers as ``forward``, :func:`~seqmodels.core.functional.softmax_cross_entropy` and
+        ``backward`` in turn."""
         if len(batch) == 2:                                   # stream window: carry the state
             x, y = batch
-            logits, state, cache = self.forward(x, state=self._carry)
-            loss, dlogits = softmax_cross_entropy(logits, y, reduction="mean")
+            lengths = None
+            h, state, cache = self._features(x, state=self._carry)
             self._carry = state
-            n = y.size
+            n = np.asarray(y).size
         else:
             x, y, lengths = batch
-            logits, _, cache = self.forward(x, lengths)
-            loss, dlogits = softmax_cross_entropy(logits, y, lengths=lengths, reduction="mean")
-            n = int(lengths.sum())
-        self.backward(dlogits, cache)
+            h, _, cache = self._features(x, lengths)
+            n = int(np.asarray(lengths).sum())
+        loss, dh = self.head.softmax_cross_entropy(h, y, lengths=lengths, reduction="mean")
+        self._features_backward(dh, cache)
         return float(loss), n
 
     def evaluate(self, data) -> float:

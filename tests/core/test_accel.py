@@ -30,6 +30,8 @@ def test_parallel_for_covers_the_range_once(threads):
     assert sum(accel.parallel_for(1000, mark)) == 1000
     assert (seen == 1).all()
     assert accel.parallel_for(0, lambda lo, hi: (lo, hi)) == [(0, 0)]
+    parts = accel.parallel_for(1000, lambda lo, hi, part, x: (part, x), "x", with_part=True)
+    assert parts == [(i, "x") for i in range(accel.parts_for(1000))] and len(parts) == threads
 
 
 @needs_numba
@@ -71,6 +73,27 @@ def test_softmax_cross_entropy_kernel_matches_numpy(threads, reduction, rng, mon
         np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=2e-7)
         assert grad.dtype == np.float32
     assert calls
+
+
+@needs_numba
+@pytest.mark.parametrize("in_place", [False, True])
+def test_softmax_rows_with_bias_and_its_gradient_sum_match_numpy(threads, in_place, rng):
+    from seqmodels.core.functional import softmax_xent_rows
+
+    z = (rng.standard_normal((37, 301)) * 4).astype(np.float32)
+    b = rng.standard_normal(301).astype(np.float32)
+    y = rng.integers(0, 301, size=37)
+    want_db = np.ones(301, np.float32)
+    with fast.enabled(False):
+        want_loss, want = softmax_cross_entropy(z + b, y, reduction="mean")
+    want_db += want.sum(axis=0)
+    db = np.ones(301, np.float32)
+    zz = z.copy()
+    loss, grad = softmax_xent_rows(zz, y, 1 / 37, bias=b, dbias=db, out=zz if in_place else None)
+    assert loss == pytest.approx(want_loss, rel=2e-6)
+    np.testing.assert_allclose(grad, want, rtol=1e-5, atol=2e-7)
+    np.testing.assert_allclose(db, want_db, rtol=1e-5, atol=1e-6)
+    assert (grad is zz) == in_place
 
 
 @needs_numba
