@@ -264,6 +264,12 @@ class Seq2Seq(Model):
 
     def forward(self, src, src_len, tgt_in, tgt_len):
         """Teacher-forced logits (B, Ty, V_tgt) and the cache for :meth:`backward`."""
+        h, cache = self._features(src, src_len, tgt_in, tgt_len)
+        logits, _, c_head = self.head.forward(h.reshape(-1, self.hidden_size))   # 2-D: one large GEMM
+        return logits.reshape(h.shape[:2] + (-1,)), (*cache, c_head)
+
+    def _features(self, src, src_len, tgt_in, tgt_len):
+        """The output layer's input (B, Ty, H), teacher-forced (after dropout), and its cache."""
         s0, c_src = self.encode(src, src_len)
         y, _, c_emb = self.tgt_embedding.forward(tgt_in, tgt_len)
         h, _, c_dec = self.decoder.forward(y, tgt_len, s0)
@@ -271,13 +277,15 @@ class Seq2Seq(Model):
         if self.training and self.dropout > 0:                          # inverted dropout before the head
             mask = (self._drop_rng.random(h.shape) >= self.dropout).astype(h.dtype) / (1.0 - self.dropout)
             h = h * mask
-        logits, _, c_head = self.head.forward(h.reshape(-1, self.hidden_size))   # 2-D: one large GEMM
-        return logits.reshape(h.shape[:2] + (-1,)), (c_src, c_emb, c_dec, mask, c_head)
+        return h, (c_src, c_emb, c_dec, mask)
 
     def backward(self, dlogits, cache) -> None:
-        (c_semb, c_enc, c_br), c_emb, c_dec, mask, c_head = cache
+        *cache, c_head = cache
         dh, _ = self.head.backward(dlogits.reshape(-1, dlogits.shape[-1]), c_head)
-        dh = dh.reshape(dlogits.shape[:2] + (-1,))
+        self._features_backward(dh.reshape(dlogits.shape[:2] + (-1,)), cache)
+
+    def _features_backward(self, dh, cache) -> None:
+        (c_semb, c_enc, c_br), c_emb, c_dec, mask = cache
         if mask is not None:
             dh = dh * mask
         dy, ds0 = self.decoder.backward(dh, c_dec)
@@ -288,11 +296,14 @@ class Seq2Seq(Model):
         self.src_embedding.backward(dx, c_semb)
 
     def train_batch(self, batch) -> tuple[float, int]:
-        """Mean cross-entropy per target token; leaves its gradients in ``grads``."""
+        """Mean cross-entropy per target token; leaves its gradients in ``grads``. The output layer,
+        softmax and their backward run fused (:meth:`Dense.softmax_cross_entropy
+        <seqmodels.layers.dense.Dense.softmax_cross_entropy>`: the numbers of ``forward``, the loss and
+        ``backward`` in turn)."""
         src, src_len, tgt_in, tgt_out, tgt_len = batch
-        logits, cache = self.forward(src, src_len, tgt_in, tgt_len)
-        loss, dlogits = softmax_cross_entropy(logits, tgt_out, lengths=tgt_len, reduction="mean")
-        self.backward(dlogits, cache)
+        h, cache = self._features(src, src_len, tgt_in, tgt_len)
+        loss, dh = self.head.softmax_cross_entropy(h, tgt_out, lengths=tgt_len, reduction="mean")
+        self._features_backward(dh, cache)
         return float(loss), int(tgt_len.sum())
 
     # ------------------------------------------------------------- training

@@ -84,3 +84,22 @@ def test_language_model_train_batch_equals_the_unfused_chain(batch, rng):
     for k, g in lm.grads.items():
         np.testing.assert_allclose(fused[k], g, rtol=1e-10, atol=1e-13, err_msg=k)
     assert any(np.abs(g).sum() > 0 for g in fused.values())
+
+
+def test_seq2seq_train_batch_equals_the_unfused_chain():
+    from seqmodels.models.seq2seq import Seq2Seq
+
+    src, tgt = Vocabulary.from_text("abcde"), Vocabulary.from_text("xyz")
+    model = Seq2Seq(src, tgt, "gru", hidden_size=4, embedding_dim=3, dtype=np.float64, seed=2)
+    batch = model.batcher(["abc", "de", "a"], ["xy", "zzx", "x"], batch_size=3, shuffle=False)._batch(0, 0)
+    model.zero_grad()
+    loss, n = model.train_batch(batch)
+    fused = {k: g.copy() for k, g in model.grads.items()}
+    model.zero_grad()
+    s, s_len, t_in, t_out, t_len = batch
+    logits, cache = model.forward(s, s_len, t_in, t_len)
+    want, dlogits = softmax_cross_entropy(logits, t_out, lengths=t_len, reduction="mean")
+    model.backward(dlogits, cache)
+    assert loss == pytest.approx(want, rel=1e-12) and n == int(t_len.sum())
+    for k, g in model.grads.items():
+        np.testing.assert_allclose(fused[k], g, rtol=1e-10, atol=1e-13, err_msg=k)
