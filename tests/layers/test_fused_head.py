@@ -52,6 +52,14 @@ def test_fused_output_layer_equals_forward_loss_backward(dtype, use_lengths, red
         assert not dx[1, 2:].any() and not dx[2].any()          # excluded positions: no gradient
 
 
+def test_fused_output_layer_with_no_position_counted_leaves_the_gradients_alone():
+    dense = sm.Dense(3, 5, seed=0)
+    loss, dx = dense.softmax_cross_entropy(np.ones((2, 4, 3), np.float32), np.zeros((2, 4), np.int64),
+                                           lengths=np.array([0, 0]), reduction="mean")
+    assert loss == 0 and dx.shape == (2, 4, 3) and not dx.any()
+    assert not dense.grads["W_y"].any() and not dense.grads["b_y"].any()
+
+
 def test_fused_output_layer_checks_its_input(rng):
     with pytest.raises(ConfigError, match="activation"):
         sm.Dense(3, 4, activation="tanh").softmax_cross_entropy(np.ones((2, 3)), np.zeros(2, np.int64))
