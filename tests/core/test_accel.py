@@ -77,9 +77,10 @@ def test_softmax_cross_entropy_kernel_matches_numpy(threads, reduction, rng, mon
 
 @needs_numba
 @pytest.mark.parametrize("in_place", [False, True])
-def test_softmax_rows_with_bias_and_its_gradient_sum_match_numpy(threads, in_place, rng):
+def test_softmax_rows_with_bias_and_its_gradient_sum_match_numpy(threads, in_place, rng, monkeypatch):
     from seqmodels.core.functional import softmax_xent_rows
 
+    calls = spy(monkeypatch, "softmax_xent_rows")
     z = (rng.standard_normal((37, 301)) * 4).astype(np.float32)
     b = rng.standard_normal(301).astype(np.float32)
     y = rng.integers(0, 301, size=37)
@@ -94,6 +95,7 @@ def test_softmax_rows_with_bias_and_its_gradient_sum_match_numpy(threads, in_pla
     np.testing.assert_allclose(grad, want, rtol=1e-5, atol=2e-7)
     np.testing.assert_allclose(db, want_db, rtol=1e-5, atol=1e-6)
     assert (grad is zz) == in_place
+    assert len(calls) == threads                         # the kernel ran, in one slice per thread
 
 
 @needs_numba

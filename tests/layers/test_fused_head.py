@@ -14,6 +14,8 @@ from seqmodels.core.functional import softmax_cross_entropy
 from seqmodels.models.language_model import LanguageModel
 from seqmodels.text import Vocabulary
 
+from ..core.test_accel import spy
+
 
 def unfused(dense, x, y, lengths, reduction):
     """forward -> loss -> backward, on fresh gradients: (loss, dx, dW, db)."""
@@ -41,7 +43,10 @@ def test_fused_output_layer_equals_forward_loss_backward(dtype, use_lengths, red
     with blas.blas_threads(threads):
         want = unfused(dense, x, y, lengths, reduction)
         dense.zero_grad()
+        calls = spy(monkeypatch, "softmax_xent_rows")
         loss, dx = dense.softmax_cross_entropy(x, y, lengths=lengths, reduction=reduction)
+    if dtype == np.float32 and accel.available():
+        assert calls                                           # float32 ran the compiled row kernel
     tol = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=2e-5, atol=2e-6)
     assert loss == pytest.approx(want[0], rel=tol["rtol"])
     np.testing.assert_allclose(dx, want[1], **tol)
