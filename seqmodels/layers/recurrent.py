@@ -169,6 +169,17 @@ class Recurrent(Layer):
             out (B, T, H) — zero past each length —, the final state (each row's state at its own last
             step), and the cache for :meth:`backward`.
         """
+        cache = self.begin(x, lengths, state, embedding)
+        if cache.run:
+            self.project(cache, *self.projection(cache.embedding), 0, cache.run)
+            with blas.blas_threads(blas.step_threads()):
+                self.cell.forward_loop(cache.buf, self.W_h, cache.sizes)
+        return self.output(cache), self.final_state(cache), cache
+
+    # The phases of forward and backward, in order; :mod:`seqmodels.layers.pipeline` calls them one
+    # time slice at a time to run stacked layers side by side.
+    def begin(self, x, lengths=None, state=None, embedding=None) -> RecurrentCache:
+        """Check the input, sort the batch by length, time-major input and buffers with the initial state."""
         onehot = is_token_ids(x)
         if embedding is not None:
             embedding = np.asarray(embedding, dtype=self.dtype)
@@ -178,8 +189,6 @@ class Recurrent(Layer):
         x = self._check_ids(x, embedding) if onehot else check_sequence(x, self.input_size, self.dtype)
         B, T = x.shape[:2]
         lengths = check_lengths(lengths, B, T)
-        init = self.split_state(state, B, "state")
-        cell = self.cell
         order = np.argsort(-lengths, kind="stable")
         slen = lengths[order]
         run = int(slen[0]) if B else 0
@@ -190,40 +199,64 @@ class Recurrent(Layer):
         else:
             tidx = None
             xs = _time_major(x, order, run)                             # (run, B, D), one copy
-        full = run == 0 or int(sizes[-1]) == B                           # every row runs every step
-        buf = cell.alloc(run, B, self.dtype, full=full)
-        for name, s0 in zip(cell.state_names, init):
+        return self._with_buffers(RecurrentCache(order, tidx, slen, sizes, xs, None, T, run, embedding), state)
+
+    def begin_above(self, below: RecurrentCache, xs: np.ndarray, state=None) -> RecurrentCache:
+        """:meth:`begin` for a layer stacked on a forward layer whose run is ``below``: the same batch order
+        and lengths, the input ``xs`` (run, B, D) already time-major (its outputs, filled in later)."""
+        if self.reverse or below.tidx is not None:
+            raise ConfigError("begin_above: both layers must read time forwards")
+        return self._with_buffers(below._replace(x=xs, buf=None, embedding=None), state)
+
+    def _with_buffers(self, cache: RecurrentCache, state) -> RecurrentCache:
+        B, run, cell = cache.order.shape[0], cache.run, self.cell
+        buf = cell.alloc(run, B, self.dtype, full=_all_run(cache))
+        for name, s0 in zip(cell.state_names, self.split_state(state, B, "state")):
             if s0 is not None:
-                getattr(buf, name)[0] = s0[order]
+                getattr(buf, name)[0] = s0[cache.order]
+        return cache._replace(buf=buf)
+
+    def projection(self, embedding=None) -> tuple:
+        """``(W_xᵀ, b)`` as :meth:`project` reads them (scaled, see :meth:`input_weights`; ``E W_xᵀ`` with
+        an embedding folded in)."""
+        W_xT, b = self.input_weights()
+        return (W_xT if embedding is None else embedding @ W_xT), b
+
+    def project(self, cache: RecurrentCache, W_xT, b, t0: int, t1: int) -> None:
+        """``G[t] = W_x x<t> + b`` (scaled) for steps [t0, t1): one GEMM, or a row lookup for ids."""
+        xs = cache.x[t0:t1]
+        G = cache.buf.G[t0:t1].reshape(xs.shape[0] * xs.shape[1], -1)
+        if xs.ndim == 2:
+            # W_x o<w> = column w of W_x; the ids were range-checked, and mode="raise" would copy
+            # ``out`` through a fresh temporary (3-12 ms a call at char-128 sizes, page faults included)
+            np.take(W_xT, xs.reshape(-1), axis=0, out=G, mode="clip")
+        else:
+            np.matmul(xs.reshape(G.shape[0], -1), W_xT, out=G)          # W_x x<t> for all t: one GEMM
+        G += b
+
+    def output(self, cache: RecurrentCache) -> np.ndarray:
+        """(B, T, H) outputs in the caller's order, zero past each length."""
+        order, tidx, run, T = cache.order, cache.tidx, cache.run, cache.steps
+        full = _all_run(cache) and run == T
+        out = (workspace.empty if full else workspace.zeros)((order.shape[0], T, self.hidden_size), self.dtype)
         if run:
-            G = buf.G.reshape(run * B, -1)
-            W_xT, b = self.input_weights()
-            if embedding is not None:
-                W_xT = embedding @ W_xT                                 # (V, G*H): E W_xᵀ, one row per token
-            if onehot:
-                # W_x o<w> = column w of W_x; the ids were range-checked, and mode="raise" would copy
-                # ``out`` through a fresh temporary (3-12 ms a call at char-128 sizes, page faults included)
-                np.take(W_xT, xs.reshape(-1), axis=0, out=G, mode="clip")
-            else:
-                np.matmul(xs.reshape(run * B, -1), W_xT, out=G)        # W_x x<t> for all t: one GEMM
-            G += b
-            with blas.blas_threads(blas.step_threads()):
-                cell.forward_loop(buf, self.W_h, sizes)
-        out = (workspace.empty if full and run == T else workspace.zeros)((B, T, self.hidden_size), self.dtype)
-        if run:
-            a_run = buf.a[1:]
+            a_run = cache.buf.a[1:]
             if self.reverse:
                 out[order[None, :], tidx] = a_run
             else:
                 out[order, :run] = a_run.transpose(1, 0, 2)
+        return out
+
+    def final_state(self, cache: RecurrentCache):
+        """Each row's state at its own last step, in the caller's order."""
+        order, B = cache.order, cache.order.shape[0]
         cols = np.arange(B)
         final = []
-        for name in cell.state_names:
+        for name in self.cell.state_names:
             s = np.empty((B, self.hidden_size), dtype=self.dtype)
-            s[order] = getattr(buf, name)[slen, cols]                # state at each row's last step
+            s[order] = getattr(cache.buf, name)[cache.lengths, cols]    # state at each row's last step
             final.append(s)
-        cache = RecurrentCache(order, tidx, slen, sizes, xs, buf, T, run, embedding)
-        return out, self.join_state(final), cache
+        return self.join_state(final)
 
     # --------------------------------------------------------------- backward
     def backward(self, dout, cache: RecurrentCache, dstate=None):
@@ -236,58 +269,88 @@ class Recurrent(Layer):
         Returns:
             dx (B, T, D) and the gradient w.r.t. the initial state.
         """
-        cell = self.cell
-        order, tidx, slen, sizes, xs, buf, T, run, embedding = cache
-        B = order.shape[0]
-        H = self.hidden_size
-        if dout is not None:
-            dout = np.asarray(dout, dtype=self.dtype)
-            if dout.shape != (B, T, H):
-                raise ShapeError(f"dout: expected shape {(B, T, H)}, got {dout.shape}")
+        carry = self.carry(cache, dstate)
+        dz = self.gate_grads(cache)
+        sums = None
+        if cache.run:
+            dout_t = self.time_major_grad(dout, cache)
+            with blas.blas_threads(blas.step_threads()):
+                self.cell.backward_loop(cache.buf, self.W_h, cache.sizes, carry, dout_t, dz)
+            sums = self.weight_grads(cache, dz)
+        return self.input_grad(cache, dz, sums), self.initial_grad(cache, carry)
+
+    def carry(self, cache: RecurrentCache, dstate=None) -> list:
+        """The carried state gradients (sorted rows), starting from ``dstate``."""
+        B, H = cache.order.shape[0], self.hidden_size
         carry = []
         for part in self.split_state(dstate, B, "dstate"):
-            carry.append(np.zeros((B, H), self.dtype) if part is None else part[order].astype(self.dtype))
-        onehot = xs.ndim == 2
-        full = run == T and (run == 0 or int(sizes[-1]) == B)             # dx written everywhere below
-        dx = None if onehot else (workspace.empty if full else workspace.zeros)((B, T, self.input_size), self.dtype)
+            carry.append(np.zeros((B, H), self.dtype) if part is None else part[cache.order].astype(self.dtype))
+        return carry
+
+    def gate_grads(self, cache: RecurrentCache) -> np.ndarray:
+        """The buffer (run, B, G*H) the backward loop writes the pre-activation gradients into."""
+        return workspace.empty((cache.run, cache.order.shape[0], self.cell.num_gates * self.hidden_size),
+                               self.dtype)
+
+    def time_major_grad(self, dout, cache: RecurrentCache):
+        """``dout`` (B, T, H) checked, sorted and time-major as the backward loop reads it (None stays None)."""
+        if dout is None:
+            return None
+        B, T, H = cache.order.shape[0], cache.steps, self.hidden_size
+        dout = np.asarray(dout, dtype=self.dtype)
+        if dout.shape != (B, T, H):
+            raise ShapeError(f"dout: expected shape {(B, T, H)}, got {dout.shape}")
+        if self.reverse:
+            return dout[cache.order[None, :], cache.tidx]
+        return _time_major(dout, cache.order, cache.run)                # (run, B, H), one copy
+
+    def weight_grads(self, cache: RecurrentCache, dz: np.ndarray):
+        """Accumulate ``dW_x``, ``db`` and the recurrent weights' gradients from the gate gradients.
+
+        Returns the per-token sums of ``dz`` when an embedding was folded in (for :meth:`input_grad`)."""
+        H, xs, embedding = self.hidden_size, cache.x, cache.embedding
+        flat = dz.reshape(-1, dz.shape[-1])
+        sums = None
         if embedding is not None:
-            dx = np.zeros_like(embedding)                               # d/dE
+            sums = np.zeros((embedding.shape[0], flat.shape[1]), dtype=self.dtype)
+            scatter_add_rows(sums, xs.reshape(-1), flat)                 # S[w] = Σ dz<t> over x<t> = w
+            blas.gemm_add(self._dW[:, H:], sums.T, embedding)           # Σ dz<t> E[w]ᵀ
+        elif xs.ndim == 2:
+            scatter_add_rows(self._dW[:, H:].T, xs.reshape(-1), flat)   # into the columns used
+        else:
+            blas.gemm_add(self._dW[:, H:], flat.T, xs.reshape(flat.shape[0], -1))   # Σ_t dz<t> x<t>ᵀ
+        self._db += flat.sum(axis=0)
+        self.cell.recurrent_grads(cache.buf, dz, cache.run)
+        return sums
+
+    def input_grad(self, cache: RecurrentCache, dz: np.ndarray, sums=None):
+        """dx (B, T, D) — with an embedding folded in, the gradient w.r.t. it instead (from the token sums
+        :meth:`weight_grads` returned) —, None for one-hot ids."""
+        if cache.embedding is not None:
+            return np.zeros_like(cache.embedding) if sums is None else sums @ self.W_x   # dE[w] = W_xᵀ S[w]
+        if cache.x.ndim == 2:
+            return None
+        order, tidx, run, T = cache.order, cache.tidx, cache.run, cache.steps
+        B = order.shape[0]
+        full = run == T and _all_run(cache)                             # dx written everywhere below
+        dx = (workspace.empty if full else workspace.zeros)((B, T, self.input_size), self.dtype)
         if run:
-            if dout is None:
-                dout_t = None
-            elif self.reverse:
-                dout_t = dout[order[None, :], tidx]
+            dxs = np.matmul(dz.reshape(run * B, -1), self.W_x,
+                            out=workspace.empty((run * B, self.input_size), self.dtype)).reshape(run, B, -1)
+            if self.reverse:
+                dx[order[None, :], tidx] = dxs
             else:
-                dout_t = _time_major(dout, order, run)                   # (run, B, H), one copy
-            dz = workspace.empty((run, B, cell.num_gates * H), self.dtype)
-            with blas.blas_threads(blas.step_threads()):
-                cell.backward_loop(buf, self.W_h, sizes, carry, dout_t, dz)
-            flat = dz.reshape(run * B, -1)
-            if embedding is not None:
-                S = np.zeros((embedding.shape[0], flat.shape[1]), dtype=self.dtype)
-                scatter_add_rows(S, xs.reshape(-1), flat)                 # S[w] = Σ dz<t> over x<t> = w
-                blas.gemm_add(self._dW[:, H:], S.T, embedding)           # Σ dz<t> E[w]ᵀ
-                dx = S @ self.W_x                                        # dE[w] = W_xᵀ S[w]
-            elif onehot:
-                scatter_add_rows(self._dW[:, H:].T, xs.reshape(-1), flat)  # into the columns used
-            else:
-                blas.gemm_add(self._dW[:, H:], flat.T, xs.reshape(run * B, -1))   # Σ_t dz<t> x<t>ᵀ
-            self._db += flat.sum(axis=0)
-            cell.recurrent_grads(buf, dz, run)
-            if not onehot:
-                dxs = np.matmul(flat, self.W_x, out=workspace.empty((run * B, self.input_size), self.dtype))
-                dxs = dxs.reshape(run, B, -1)
-                if self.reverse:
-                    dx[order[None, :], tidx] = dxs
-                else:
-                    dx[order, :run] = dxs.transpose(1, 0, 2)
+                dx[order, :run] = dxs.transpose(1, 0, 2)
+        return dx
+
+    def initial_grad(self, cache: RecurrentCache, carry: list):
+        """The gradient w.r.t. the initial state, in the caller's order."""
         d0 = []
         for c in carry:
             s = np.empty_like(c)
-            s[order] = c
+            s[cache.order] = c
             d0.append(s)
-        return dx, self.join_state(d0)
-
+        return self.join_state(d0)
 
     def _check_ids(self, ids, embedding=None) -> np.ndarray:
         ids = np.asarray(ids)
@@ -364,6 +427,11 @@ def _time_major(x: np.ndarray, order: np.ndarray, run: int) -> np.ndarray:
     same = order.shape[0] == x.shape[0] and bool((order == np.arange(order.shape[0])).all())
     np.copyto(out, (x[:, :run] if same else x[order, :run]).swapaxes(0, 1))
     return out
+
+
+def _all_run(cache: RecurrentCache) -> bool:
+    """Every row runs every step of the run (equal lengths): buffers need no zeroing."""
+    return cache.run == 0 or int(cache.sizes[-1]) == cache.order.shape[0]
 
 
 def is_token_ids(x) -> bool:
