@@ -143,6 +143,17 @@ class Cell:
             setattr(buf, name, make((steps, batch, H), dtype))
         return buf
 
+    def time_slice(self, buf, t0: int, t1: int, memo: dict | None = None) -> SimpleNamespace:
+        """Views of ``buf`` for steps [t0, t1): the loops run on it as on a whole sequence (states keep
+        their extra leading step). ``memo`` (``{"steps": run}``, one dict per loop over the run) lets the
+        compiled loops pack the weights once for all the slices of that run."""
+        out = SimpleNamespace(G=buf.G[t0:t1], memo=memo)
+        for name in self.state_names:
+            setattr(out, name, getattr(buf, name)[t0:t1 + 1])
+        for name in self.extra_buffers:
+            setattr(out, name, getattr(buf, name)[t0:t1])
+        return out
+
     #: number of leading gate blocks that are sigmoid gates (their inputs arrive halved, see forward_loop)
     sigmoid_gates: int = 0
     #: True when ``step`` needs ``W_h a<t-1>`` only as one term added to all gates (so the caller may

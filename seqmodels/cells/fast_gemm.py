@@ -58,7 +58,7 @@ except ImportError:          # importable without numba (documentation); only fa
         return lambda f: f
 
 __all__ = ["MR", "KC", "PACK_MIN_STEPS", "panel_width", "pack", "gemm_packed", "gemm", "gemm_blocks", "from_row",
-           "operand", "split", "barrier", "parts_for", "run_parts", "gemm_functions"]
+           "operand", "split", "barrier", "wait_count", "count_up", "parts_for", "run_parts", "gemm_functions"]
 
 MR = 8          # rows of C per register block
 KC = 256        # steps of k per run over a panel
@@ -386,6 +386,26 @@ def barrier(bar, parts):
                 _atomic_add(bar + 16, 1)
                 return False
     return True
+
+
+@njit(nogil=True, cache=True)
+def wait_count(addr, target, failed):
+    """Wait until the int64 at ``addr`` reaches ``target`` (another thread counts it up); False as soon as
+    the int64 at ``failed`` is not 0 (that thread stopped on an error)."""
+    spins = 0
+    while _atomic_load(addr) < target:
+        if _atomic_load(failed) != 0:
+            return False
+        spins += 1
+        if spins >= SPIN_BEFORE_YIELD:                # a long wait: let another thread have this core
+            _sched_yield()
+    return True
+
+
+@njit(nogil=True, cache=True)
+def count_up(addr):
+    """``*addr += 1`` for the threads in :func:`wait_count`."""
+    _atomic_add(addr, 1)
 
 
 @njit(inline="always")

@@ -158,10 +158,26 @@ def _lstm_backward(G, c, tc, Wq, sizes, P, da_all, dc_all, dout_t, has_dout, dz,
                 dz[t, i, :] = 0.0
 
 
+# A loop over one time slice of a longer run (a pipelined stack, see seqmodels.layers.pipeline) gets
+# buffers with a ``memo`` (Cell.time_slice): its weights are packed once for the whole run, and it runs
+# on the calling thread alone (the pipeline's threads are the other cores).
+def _parts(buf, hidden, steps, dtype) -> int:
+    return 1 if getattr(buf, "memo", None) is not None else parts_for(hidden, steps, dtype)
+
+
+def _operand(buf, key, W, steps, blocks=1):
+    memo = getattr(buf, "memo", None)
+    if memo is None:
+        return operand(W, steps, blocks)
+    if key not in memo:
+        memo[key] = operand(W, memo["steps"], blocks)
+    return memo[key]
+
+
 def lstm_forward(cell, buf, WhT, sizes) -> bool:
     P = 0.5 * cell.peepholes(buf.G.dtype)
-    parts = parts_for(cell.hidden_size, len(sizes), WhT.dtype)
-    run_parts(_lstm_forward, (buf.G, buf.a, buf.c, buf.tc, operand(WhT, len(sizes), 1 if parts == 1 else 4),
+    parts = _parts(buf, cell.hidden_size, len(sizes), WhT.dtype)
+    run_parts(_lstm_forward, (buf.G, buf.a, buf.c, buf.tc, _operand(buf, "Wh", WhT, len(sizes), 1 if parts == 1 else 4),
                               sizes, P, cell.peephole), parts)
     return True
 
@@ -180,8 +196,8 @@ def lstm_backward(cell, buf, W_h, sizes, carry, dout_t, dz) -> bool:
     P = cell.peepholes(dz.dtype)
     has = dout_t is not None
     d = dout_t if has else np.zeros((1, 1, 1), dz.dtype)
-    parts = parts_for(cell.hidden_size, len(sizes), dz.dtype)
-    run_parts(_lstm_backward, (buf.G, buf.c, buf.tc, operand(W, len(sizes)), sizes, P, carry[0], carry[1], d,
+    parts = _parts(buf, cell.hidden_size, len(sizes), dz.dtype)
+    run_parts(_lstm_backward, (buf.G, buf.c, buf.tc, _operand(buf, "W", W, len(sizes)), sizes, P, carry[0], carry[1], d,
                                has, dz), parts)
     return True
 
@@ -312,9 +328,9 @@ def gru_forward(cell, buf, WhT, sizes, WcT=None) -> bool:
     empty = np.zeros((1, 1, 1), G.dtype)
     b_ca = cell.P["b_ca"].astype(G.dtype, copy=False) if v == 2 else np.zeros(1, G.dtype)
     tmp = np.empty((B, 3 * H), G.dtype) if v == 2 else np.zeros((1, 1), G.dtype)
-    parts = parts_for(H, T, G.dtype)
-    Wq = operand(WhT, T, 1 if parts == 1 else WhT.shape[1] // H)
-    WcQ = operand(WcT, T) if v == 1 else np.zeros((1, 1), G.dtype)
+    parts = _parts(buf, H, T, G.dtype)
+    Wq = _operand(buf, "Wh", WhT, T, 1 if parts == 1 else WhT.shape[1] // H)
+    WcQ = _operand(buf, "Wc", WcT, T) if v == 1 else np.zeros((1, 1), G.dtype)
     run_parts(_gru_forward, (G, buf.a, Wq, WcQ, sizes, v, b_ca, buf.ra if v == 1 else empty,
                              buf.hc if v == 2 else empty, tmp), parts)
     return True
@@ -330,9 +346,9 @@ def gru_backward(cell, buf, W_h, sizes, carry, dout_t, dz) -> bool:
     has = dout_t is not None
     S = np.empty((2, B, 3 * H), dz.dtype) if v == 2 else np.zeros((1, 1, 1), dz.dtype)
     dra = np.empty((B, H), dz.dtype) if v == 1 else np.zeros((1, 1), dz.dtype)
-    run_parts(_gru_backward, (buf.G, buf.a, operand(W, T), sizes, v, buf.hc if v == 2 else empty,
+    run_parts(_gru_backward, (buf.G, buf.a, _operand(buf, "W", W, T), sizes, v, buf.hc if v == 2 else empty,
                               buf.dhc if v == 2 else empty, carry[0], dout_t if has else empty, has, dz, S, dra),
-              parts_for(H, T, dz.dtype))
+              _parts(buf, H, T, dz.dtype))
     return True
 
 
@@ -379,8 +395,8 @@ def _rnn_backward(a, Wq, sizes, relu, da_all, dout_t, has_dout, dz, part, parts,
 
 
 def rnn_forward(cell, buf, WhT, sizes) -> bool:
-    args = (buf.G, buf.a, operand(WhT, len(sizes)), sizes, cell.activation == "relu")
-    run_parts(_rnn_forward, args, parts_for(cell.hidden_size, len(sizes), WhT.dtype))
+    args = (buf.G, buf.a, _operand(buf, "Wh", WhT, len(sizes)), sizes, cell.activation == "relu")
+    run_parts(_rnn_forward, args, _parts(buf, cell.hidden_size, len(sizes), WhT.dtype))
     return True
 
 
@@ -390,8 +406,8 @@ def rnn_backward(cell, buf, W_h, sizes, carry, dout_t, dz) -> bool:
         return False
     has = dout_t is not None
     d = dout_t if has else np.zeros((1, 1, 1), dz.dtype)
-    args = (buf.a, operand(W, len(sizes)), sizes, cell.activation == "relu", carry[0], d, has, dz)
-    run_parts(_rnn_backward, args, parts_for(cell.hidden_size, len(sizes), dz.dtype))
+    args = (buf.a, _operand(buf, "W", W, len(sizes)), sizes, cell.activation == "relu", carry[0], d, has, dz)
+    run_parts(_rnn_backward, args, _parts(buf, cell.hidden_size, len(sizes), dz.dtype))
     return True
 
 

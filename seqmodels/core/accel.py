@@ -26,7 +26,7 @@ import numpy as np
 
 from . import blas
 
-__all__ = ["available", "is_enabled", "set_enabled", "kernels", "parallel_for", "why_unavailable"]
+__all__ = ["available", "is_enabled", "set_enabled", "kernels", "parallel_for", "on_threads", "why_unavailable"]
 
 #: the one switch of every compiled path (the cells' loops read it too)
 FLAG = {"on": os.environ.get("SEQMODELS_FAST", "1").strip().lower() not in ("0", "false", "no", "off"),
@@ -122,11 +122,31 @@ def parallel_for(n: int, fn, *args, cost: int | None = None, with_part: bool = F
     calls = [(bounds[i], bounds[i + 1], *((i,) if with_part else ()), *args) for i in range(k)]
     if k == 1:
         return [fn(*calls[0])]
+    return _on_threads(fn, calls)
+
+
+def on_threads(k: int, fn, *args) -> list:
+    """``fn(i, *args)`` for i in ``range(k)``, each on its own thread at the same time (the caller's is
+    i = 0); returns their results, or raises the first call's exception after all have returned."""
+    return _on_threads(fn, [(i, *args) for i in range(k)])
+
+
+def _on_threads(fn, calls: list) -> list:
+    k = len(calls)
+    if k == 1:
+        return [fn(*calls[0])]
     pool = _pool.get(k)
     if pool is None:
         pool = _pool[k] = ThreadPoolExecutor(max_workers=k - 1, thread_name_prefix="seqmodels")
     futures = [pool.submit(fn, *c) for c in calls[1:]]
-    return [fn(*calls[0])] + [f.result() for f in futures]
+    try:
+        first = fn(*calls[0])
+    finally:
+        rest = [f.exception() for f in futures]              # every thread has returned
+    for e in rest:
+        if e is not None:
+            raise e
+    return [first] + [f.result() for f in futures]
 
 
 def parts_for(n: int, cost: int | None = None) -> int:

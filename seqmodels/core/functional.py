@@ -453,6 +453,11 @@ def inverted_dropout(h: np.ndarray, p: float, rng: np.random.Generator):
     """
     if p <= 0:
         return h, None
-    keep = 1.0 - p
-    mask = (rng.random(h.shape) < keep).astype(h.dtype) / keep
+    mask = dropout_mask(h.shape, p, rng, h.dtype)
     return h * mask, mask
+
+
+def dropout_mask(shape, p: float, rng: np.random.Generator, dtype) -> np.ndarray:
+    """The mask of :func:`inverted_dropout`: ``[u < 1 - p] / (1 - p)``, u ~ U(0, 1) drawn from ``rng``."""
+    keep = 1.0 - p
+    return (rng.random(shape) < keep).astype(dtype) / keep

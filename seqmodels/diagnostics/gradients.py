@@ -289,7 +289,7 @@ def _record_any(layer, cache, dout, name: str, norm, out: dict):
         dx_b = _record_any(layer.bwd, c_b, d_b, pre + "backward", norm, out)
         return None if dx_f is None else dx_f + dx_b
     if isinstance(layer, Stack):
-        caches, masks = cache
+        caches, masks = cache[:2]
         d = dout
         pre = f"{name}." if name else ""
         for i in range(len(layer.layers) - 1, -1, -1):

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..core.functional import inverted_dropout
+from ..core.functional import dropout_mask, inverted_dropout
 from ..core.errors import ConfigError, DTypeError, check_probability
 from ..core.init import as_generator
 from ..core.params import ParamDict
+from . import pipeline
 from .base import Layer
 
 
@@ -79,28 +80,61 @@ class Stack(Layer):
 
     def forward(self, x, lengths=None, state=None, *, embedding=None):
         """``embedding`` (V, D): ``x`` are ids of its rows, folded into the first layer's input product
-        (see :meth:`Recurrent.forward <seqmodels.layers.recurrent.Recurrent.forward>`)."""
+        (see :meth:`Recurrent.forward <seqmodels.layers.recurrent.Recurrent.forward>`).
+
+        With :mod:`seqmodels.layers.pipeline` switched on, consecutive forward-reading recurrent layers run
+        side by side on the cores, a chunk of time at a time; the results are the same.
+        """
         if state is not None and len(state) != len(self.layers):
             raise ConfigError(f"state: expected {len(self.layers)} entries (one per layer), got {len(state)}")
+        n = len(self.layers)
+        states = [None] * n if state is None else list(state)
+        drop = self.training and self.dropout > 0
         h = x
-        finals, caches, masks = [], [], []
-        for i, layer in enumerate(self.layers):
+        finals, caches, masks, groups = [None] * n, [None] * n, [None] * n, []
+        i = 0
+        while i < n:
+            j = self._group_end(i)
+            threads = pipeline.threads_for(self.layers[i:j], np.shape(h)[1]) if j - i > 1 else 1
             extra = {"embedding": embedding} if i == 0 and embedding is not None else {}
-            h, fin, cache = layer.forward(h, lengths, None if state is None else state[i], **extra)
-            finals.append(fin)
-            caches.append(cache)
-            mask = None
-            if self.training and i < len(self.layers) - 1:
-                h, mask = inverted_dropout(h, self.dropout, self.rng)
-            masks.append(mask)
-        return h, tuple(finals), (caches, masks)
+            if threads > 1:
+                inner = [dropout_mask(np.shape(h)[:2] + (self.layers[l].hidden_size,), self.dropout, self.rng,
+                                      self.dtype) if drop else None for l in range(i, j - 1)]
+                h, fins, cs, tmasks = pipeline.forward(self.layers[i:j], h, lengths, states[i:j],
+                                                       extra.get("embedding"), inner, threads)
+                finals[i:j], caches[i:j], masks[i:j - 1] = fins, cs, inner    # (masks: for a layer-wise walk)
+                groups.append((i, j, threads, tmasks))
+            else:
+                h, finals[i], caches[i] = self.layers[i].forward(h, lengths, states[i], **extra)
+                j = i + 1
+            if drop and j < n:
+                h, masks[j - 1] = inverted_dropout(h, self.dropout, self.rng)
+            i = j
+        return h, tuple(finals), (caches, masks, groups)
+
+    def _group_end(self, i: int) -> int:
+        """End of the run of pipeline-eligible layers that starts at layer i (i + 1 when there is none)."""
+        j = i
+        while j < len(self.layers) and pipeline.eligible(self.layers[j]):
+            j += 1
+        return max(j, i + 1)
 
     def backward(self, dout, cache, dstate=None):
-        caches, masks = cache
+        caches, masks, groups = cache
+        ends = {j - 1: (i, j, threads, tmasks) for i, j, threads, tmasks in groups}
+        dstates = [None] * len(self.layers) if dstate is None else list(dstate)
         d = dout
         d0 = [None] * len(self.layers)
-        for i in range(len(self.layers) - 1, -1, -1):
+        i = len(self.layers) - 1
+        while i >= 0:
             if masks[i] is not None and d is not None:
                 d = d * masks[i]
-            d, d0[i] = self.layers[i].backward(d, caches[i], None if dstate is None else dstate[i])
+            if i in ends:
+                lo, hi, threads, tmasks = ends[i]
+                d, d0[lo:hi] = pipeline.backward(self.layers[lo:hi], caches[lo:hi], d, dstates[lo:hi], tmasks,
+                                                 threads)
+                i = lo - 1
+            else:
+                d, d0[i] = self.layers[i].backward(d, caches[i], dstates[i])
+                i -= 1
         return d, tuple(d0)
