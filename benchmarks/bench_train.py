@@ -3,6 +3,7 @@
     python benchmarks/bench_train.py            # every configuration, LSTM/GRU/RNN (+ variants), 1 and 2 threads
     python benchmarks/bench_train.py --quick    # a 2-minute subset
     python benchmarks/bench_train.py --configs char128-1 --cells lstm --threads 2 --repeats 9
+    python benchmarks/bench_train.py --pipeline --configs char128-2 ptb-small --threads 2  # see layers/pipeline.py
 
 The step (see benchmarks/common.py): embedding -> L recurrent layers -> linear -> mean cross-entropy ->
 backward -> clip (global norm 5) -> Adam, the state carried from window to window, float32, both
@@ -32,6 +33,7 @@ from benchmarks.common import (CELLS, CONFIGS, VARIANT_OF, alternate, gemm_rate,
                                median, peak_rss, set_threads, train_flops, write_json)
 from seqmodels.cells import fast  # noqa: E402
 from seqmodels.core import blas  # noqa: E402
+from seqmodels.layers import pipeline  # noqa: E402
 
 QUICK = dict(configs=["char128-1", "char512-1"], cells=["lstm", "gru", "rnn"], threads=[2], repeats=3)
 
@@ -72,6 +74,9 @@ def main(argv=None) -> int:
                     help="off: run seqmodels on its NumPy loops even when numba is installed")
     ap.add_argument("--step-threads", type=int, default=None,
                     help="BLAS threads for seqmodels' per-step GEMMs (default: the same as --threads)")
+    ap.add_argument("--pipeline", action="store_true",
+                    help="seqmodels with NumPy's BLAS on one thread and stacked layers pipelined over two threads "
+                         "(SEQMODELS_PIPELINE=on) on the rows of 2+ threads; PyTorch unchanged")
     ap.add_argument("--out", default=None, help="JSON file name under benchmarks/results/")
     args = ap.parse_args(argv)
     if args.quick:
@@ -104,6 +109,10 @@ def main(argv=None) -> int:
             f"{'bound':>7} {'of bound':>8} {'vs plain':>8}")
     for n in args.threads:
         set_threads(n)
+        if args.pipeline:
+            pipeline.set_mode("on" if n > 1 else "off")
+            if n > 1:
+                blas.set_num_threads(1)               # PyTorch keeps n; the pipeline takes two threads
         print(f"\n{head}\n{'-' * len(head)}")
         for name in args.configs:
             cfg = CONFIGS[name]

@@ -177,8 +177,8 @@ def _operand(buf, key, W, steps, blocks=1):
 def lstm_forward(cell, buf, WhT, sizes) -> bool:
     P = 0.5 * cell.peepholes(buf.G.dtype)
     parts = _parts(buf, cell.hidden_size, len(sizes), WhT.dtype)
-    run_parts(_lstm_forward, (buf.G, buf.a, buf.c, buf.tc, _operand(buf, "Wh", WhT, len(sizes), 1 if parts == 1 else 4),
-                              sizes, P, cell.peephole), parts)
+    Wq = _operand(buf, "Wh", WhT, len(sizes), 1 if parts == 1 else 4)
+    run_parts(_lstm_forward, (buf.G, buf.a, buf.c, buf.tc, Wq, sizes, P, cell.peephole), parts)
     return True
 
 

@@ -12,8 +12,9 @@ k, multiplies those outputs by the dropout mask, computes its own input projecti
 ``G = W_x x + b`` for the chunk (one GEMM) and runs its loop over the chunk. Backward runs from the
 top layer down and from the last chunk back: task (l, k) waits for layer l+1's gate gradients of
 chunk k and turns them into its output gradient ``dz W_x`` (times the mask) before its backward loop
-over the chunk; the carried state gradients pass from chunk to chunk within the thread. The weight
-gradients (whole-sequence GEMMs) follow on every core once the loops are done.
+over the chunk, then adds the chunk's share of its weight gradients; the carried state gradients pass
+from chunk to chunk within the thread. (Only a bottom layer that reads token ids sums its input weights'
+gradient after the loops, over the whole sequence.)
 
 Thread j of P runs the layers l ≡ j (mod P), its tasks in order of the wavefront l + k, so a task
 only ever waits for one of an earlier wavefront: no deadlock. Threads count finished chunks per layer
@@ -23,15 +24,19 @@ results are the layer-by-layer results: the same products, the same order of ope
 
 Used by :class:`~seqmodels.layers.stack.Stack` for two or more consecutive forward-reading recurrent
 layers when switched on: ``SEQMODELS_PIPELINE=on`` or :func:`set_mode("on") <set_mode>`; it then uses
-NumPy's BLAS's thread count, at least two. It is off by default because on the machine it was
-measured on it did not pay with OpenBLAS on two threads: after each multi-threaded call OpenBLAS's
-worker keeps its core spinning for ``2^OPENBLAS_THREAD_TIMEOUT`` cycles (seqmodels sets 24, ~7 ms),
-and a training step calls it often enough that the worker held the second core ~100 % of the time
-(its CPU time over 30 char-128 steps equal to the main thread's), so the pipeline's second thread
-was preempted for 3-4 ms at a time (char-128, 2 LSTM layers, B = 32, T = 64: step 29-31 ms off,
-31-36 ms on). A shorter timeout frees the core but makes every BLAS call wake the worker (char-128
-one layer: 12.2 -> 16.6 ms per step at 2^16). With the BLAS on one thread the second core is free:
-the stack's forward then took 9.0 ms instead of 11.8 (``benchmarks/results/pipeline-s6.txt``).
+NumPy's BLAS's thread count, at least two. Off by default, because it pays only when the second core
+is free, and with OpenBLAS on two threads it is not: after each multi-threaded call OpenBLAS's worker
+spins on its core for ``2^OPENBLAS_THREAD_TIMEOUT`` cycles (seqmodels sets 24, ~7 ms), and a training
+step calls it often enough that the worker held the second core all the time (over 30 char-128 steps
+its CPU time equalled the main thread's); the pipeline's second thread was then preempted for 3-4 ms
+at a time (step 31.3 ms off, 35.0 on). A shorter timeout frees the core but makes every BLAS call
+wake the worker (one-layer char-128 step 12.2 -> 16.6 ms at 2^16). The recipe that pays: NumPy's BLAS
+on one thread and the pipeline on two (``python benchmarks/bench_pipeline.py --threads 1``, char-128,
+two LSTM layers: forward 13.6 -> 10.7 ms, backward 19.9 -> 16.1, step 35.3 -> 29.7, in
+``benchmarks/results/pipeline-s6.txt``; ``bench_train.py --pipeline``: char-128 two layers against
+PyTorch on two threads LSTM 1.04x (0.93x with OpenBLAS on two threads), GRU 1.79x (1.69x), tanh RNN
+1.50x (1.73x); PTB, whose 10,000-word output layer then runs on one thread, 0.88-1.02x instead of
+1.16-1.47x).
 """
 
 from __future__ import annotations
@@ -228,14 +233,19 @@ def backward(layers, caches: list[RecurrentCache], dout, dstates, tmasks, thread
                 np.matmul(dz.reshape(-1, dz.shape[-1]), above.W_x, out=d[t0:t1].reshape(-1, d.shape[-1]))
                 if tmasks[l] is not None:
                     d[t0:t1] *= tmasks[l][t0:t1]                  # through the dropout between them
-            layer.cell.backward_loop(layer.cell.time_slice(cache.buf, t0, t1, memos[l]), layer.W_h,
-                                     cache.sizes[t0:t1], carries[l], None if d is None else d[t0:t1],
-                                     dzs[l][t0:t1])
+            part = layer.cell.time_slice(cache.buf, t0, t1, memos[l])
+            dz = dzs[l][t0:t1]
+            layer.cell.backward_loop(part, layer.W_h, cache.sizes[t0:t1], carries[l],
+                                     None if d is None else d[t0:t1], dz)
+            # this chunk's share of the weight gradients, on this thread while it is in cache (each
+            # layer's gradients are only ever added to by the thread that runs the layer)
+            chunk = cache._replace(x=cache.x[t0:t1], buf=part, run=t1 - t0)
+            layer.state_weight_grads(chunk, dz)
+            if l or cache.embedding is None and cache.x.ndim == 3:
+                layer.input_weight_grads(chunk, dz)
 
         _run(task, L, K, threads)
-        for l, (layer, c) in enumerate(zip(layers, caches)):
-            s = layer.weight_grads(c, dzs[l])
-            if l == 0:
-                sums = s
+        if bottom.embedding is not None or bottom.x.ndim == 2:   # token sums need the whole sequence
+            sums = layers[0].input_weight_grads(bottom, dzs[0])
     dx = layers[0].input_grad(bottom, dzs[0], sums)
     return dx, [layer.initial_grad(c, carry) for layer, c, carry in zip(layers, caches, carries)]

@@ -308,20 +308,28 @@ class Recurrent(Layer):
         """Accumulate ``dW_x``, ``db`` and the recurrent weights' gradients from the gate gradients.
 
         Returns the per-token sums of ``dz`` when an embedding was folded in (for :meth:`input_grad`)."""
+        self.state_weight_grads(cache, dz)
+        return self.input_weight_grads(cache, dz)
+
+    def input_weight_grads(self, cache: RecurrentCache, dz: np.ndarray):
+        """``dW_x`` (the part of :meth:`weight_grads` that reads the input); returns the token sums or None."""
         H, xs, embedding = self.hidden_size, cache.x, cache.embedding
         flat = dz.reshape(-1, dz.shape[-1])
-        sums = None
         if embedding is not None:
             sums = np.zeros((embedding.shape[0], flat.shape[1]), dtype=self.dtype)
             scatter_add_rows(sums, xs.reshape(-1), flat)                 # S[w] = Σ dz<t> over x<t> = w
             blas.gemm_add(self._dW[:, H:], sums.T, embedding)           # Σ dz<t> E[w]ᵀ
-        elif xs.ndim == 2:
+            return sums
+        if xs.ndim == 2:
             scatter_add_rows(self._dW[:, H:].T, xs.reshape(-1), flat)   # into the columns used
         else:
             blas.gemm_add(self._dW[:, H:], flat.T, xs.reshape(flat.shape[0], -1))   # Σ_t dz<t> x<t>ᵀ
-        self._db += flat.sum(axis=0)
+        return None
+
+    def state_weight_grads(self, cache: RecurrentCache, dz: np.ndarray) -> None:
+        """``db`` and the recurrent weights' gradients (the rest of :meth:`weight_grads`)."""
+        self._db += dz.reshape(-1, dz.shape[-1]).sum(axis=0)
         self.cell.recurrent_grads(cache.buf, dz, cache.run)
-        return sums
 
     def input_grad(self, cache: RecurrentCache, dz: np.ndarray, sums=None):
         """dx (B, T, D) — with an embedding folded in, the gradient w.r.t. it instead (from the token sums
