@@ -33,7 +33,8 @@ import numpy as np
 
 from ..core.errors import ConfigError, DTypeError, ShapeError
 from ..layers.bidirectional import Bidirectional, BiState
-from ..layers.recurrent import GRU, LSTM, RNN, LSTMState, Recurrent
+from ..layers.kinds import GRU, LSTM, RNN
+from ..layers.recurrent import LSTMState, Recurrent
 from ..layers.stack import Stack
 
 if TYPE_CHECKING:  # pragma: no cover

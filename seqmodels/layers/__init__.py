@@ -4,7 +4,8 @@ from .base import Layer
 from .bidirectional import Bidirectional, BiState
 from .dense import Dense
 from .embedding import Embedding
-from .recurrent import GRU, LSTM, RNN, LSTMState, Recurrent, make_recurrent
+from .kinds import GRU, LSTM, RNN, make_recurrent
+from .recurrent import LSTMState, Recurrent
 from .stepper import Stepper
 from .stack import Stack
 
