@@ -94,6 +94,20 @@ def _tanh_into(src, dst, count):
         dst[j] = tanh_(src[j])
 
 
+@njit(inline="always")
+def _propagate(da_all, dz, t, Wq, n, K, H, u0, u1, part, parts, bar):
+    """The end of a backward step: once every thread's share of ``dz<t>`` (K = G·H columns) is written,
+    ``δa<t-1> = W_hᵀ dz<t>`` for this thread's units [u0, u1), and thread 0 zeroes the rows that had
+    finished (they must not reach the weight gradients). False when the run failed (see barrier)."""
+    if parts > 1 and not barrier(bar, parts):
+        return False
+    gemm_blocks(da_all, dz[t], Wq, n, K, K, H, 0.0, H, u0, u1)
+    if part == 0:
+        for i in range(n, dz.shape[1]):
+            dz[t, i, :] = 0.0
+    return True
+
+
 # ------------------------------------------------------------------------------------------- LSTM
 # Every loop takes (part, parts, bar) last: it runs hidden units [u0, u1) of split(), see fast_gemm.
 @njit(**_JIT)
@@ -129,7 +143,7 @@ def _lstm_forward(G, a, c, tc, Wq, sizes, P, peep, part, parts, bar):
 
 @njit(**_JIT)
 def _lstm_backward(G, c, tc, Wq, sizes, P, da_all, dc_all, dout_t, has_dout, dz, part, parts, bar):
-    T, B, GH = G.shape
+    T, _, GH = G.shape
     H = GH // 4
     u0, u1 = split(H, Wq.shape[-1], part, parts)
     one = np.float32(1.0)
@@ -150,12 +164,8 @@ def _lstm_backward(G, c, tc, Wq, sizes, P, da_all, dc_all, dout_t, has_dout, dz,
                 do[j] = (one - o[j]) * o[j] * th[j] * da             # dzΓo
                 dcc[j] = (one - cc[j] * cc[j]) * u[j] * dc           # dzc~
                 dc_r[j] = dc * f[j] + (pu[j] * du[j] + pf[j] * df[j] + po[j] * do[j])   # δc<t-1>
-        if parts > 1 and not barrier(bar, parts):                    # dz<t> complete before the product
+        if not _propagate(da_all, dz, t, Wq, n, GH, H, u0, u1, part, parts, bar):
             return
-        gemm_blocks(da_all, dz[t], Wq, n, GH, GH, H, 0.0, H, u0, u1)  # δa<t-1> = W_hᵀ dz
-        if part == 0:
-            for i in range(n, B):
-                dz[t, i, :] = 0.0
 
 
 # A loop over one time slice of a longer run (a pipelined stack, see seqmodels.layers.pipeline) gets
@@ -374,7 +384,7 @@ def _rnn_forward(G, a, Wq, sizes, relu, part, parts, bar):
 
 @njit(**_JIT)
 def _rnn_backward(a, Wq, sizes, relu, da_all, dout_t, has_dout, dz, part, parts, bar):
-    T, B, H = dz.shape
+    T, _, H = dz.shape
     u0, u1 = split(H, Wq.shape[-1], part, parts)
     one, zero = np.float32(1.0), np.float32(0.0)
     for t in range(T - 1, -1, -1):
@@ -386,12 +396,8 @@ def _rnn_backward(a, Wq, sizes, relu, da_all, dout_t, has_dout, dz, part, parts,
                 da = da_r[j] + dout[j] if has_dout else da_r[j]
                 g = (one if out[j] > zero else zero) if relu else one - out[j] * out[j]
                 d[j] = g * da                                         # dz = δa g'(z)
-        if parts > 1 and not barrier(bar, parts):
+        if not _propagate(da_all, dz, t, Wq, n, H, H, u0, u1, part, parts, bar):
             return
-        gemm_blocks(da_all, dz[t], Wq, n, H, H, H, 0.0, H, u0, u1)   # δa<t-1> = W_aaᵀ dz
-        if part == 0:
-            for i in range(n, B):
-                dz[t, i, :] = 0.0
 
 
 def rnn_forward(cell, buf, WhT, sizes) -> bool:
