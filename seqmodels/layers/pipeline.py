@@ -13,8 +13,8 @@ k, multiplies those outputs by the dropout mask, computes its own input projecti
 top layer down and from the last chunk back: task (l, k) waits for layer l+1's gate gradients of
 chunk k and turns them into its output gradient ``dz W_x`` (times the mask) before its backward loop
 over the chunk, then adds the chunk's share of its weight gradients; the carried state gradients pass
-from chunk to chunk within the thread. (Only a bottom layer that reads token ids sums its input weights'
-gradient after the loops, over the whole sequence.)
+from chunk to chunk within the thread. (Only a bottom layer with an embedding folded in adds its input
+weights' gradient after the loops: the embedding's gradient needs the whole sequence's per-token sums.)
 
 Thread j of P runs the layers l ≡ j (mod P), its tasks in order of the wavefront l + k, so a task
 only ever waits for one of an earlier wavefront: no deadlock. Threads count finished chunks per layer
@@ -109,10 +109,12 @@ class _Progress:
         self.spin = fast.is_enabled() and fast.available()
         self.cond = threading.Condition()
 
+    def _addr(self, slot: int) -> int:
+        return self.counts.ctypes.data + (slot % self.counts.shape[0]) * self.counts.itemsize
+
     def wait(self, layer: int, chunks: int) -> None:
         if self.spin:
-            base, step = self.counts.ctypes.data, self.counts.itemsize
-            if not fast_gemm.wait_count(base + layer * step, chunks, base + (self.counts.shape[0] - 1) * step):
+            if not fast_gemm.wait_count(self._addr(layer), chunks, self._addr(-1)):
                 raise _Stopped
             return
         with self.cond:
@@ -122,7 +124,7 @@ class _Progress:
 
     def done(self, layer: int) -> None:
         if self.spin:
-            fast_gemm.count_up(self.counts.ctypes.data + layer * self.counts.itemsize)
+            fast_gemm.count_up(self._addr(layer))
             return
         with self.cond:
             self.counts[layer] += 1
@@ -132,7 +134,7 @@ class _Progress:
         if self.error is None:
             self.error = error
         if self.spin:
-            fast_gemm.count_up(self.counts.ctypes.data + (self.counts.shape[0] - 1) * self.counts.itemsize)
+            fast_gemm.count_up(self._addr(-1))
             return
         with self.cond:
             self.counts[-1] = 1
@@ -241,11 +243,11 @@ def backward(layers, caches: list[RecurrentCache], dout, dstates, tmasks, thread
             # layer's gradients are only ever added to by the thread that runs the layer)
             chunk = cache._replace(x=cache.x[t0:t1], buf=part, run=t1 - t0)
             layer.state_weight_grads(chunk, dz)
-            if l or cache.embedding is None and cache.x.ndim == 3:
+            if cache.embedding is None:
                 layer.input_weight_grads(chunk, dz)
 
         _run(task, L, K, threads)
-        if bottom.embedding is not None or bottom.x.ndim == 2:   # token sums need the whole sequence
+        if bottom.embedding is not None:                          # dE needs the whole sequence's token sums
             sums = layers[0].input_weight_grads(bottom, dzs[0])
     dx = layers[0].input_grad(bottom, dzs[0], sums)
     return dx, [layer.initial_grad(c, carry) for layer, c, carry in zip(layers, caches, carries)]

@@ -95,23 +95,25 @@ def test_pipelined_stack_equals_layer_by_layer_float64(kind, case, mode, rng):
 
 
 def test_the_condition_variable_hand_off_gives_the_same(mode, rng, monkeypatch):
-    """Without the compiled spin wait the threads meet on a condition variable."""
-    monkeypatch.setattr(pipeline._Progress, "__init__", _progress_without_spin)
+    """Without the compiled spin wait the threads meet on a condition variable (the spin wait must not run)."""
+    real_init = pipeline._Progress.__init__
+
+    def no_spin(self, layers):
+        real_init(self, layers)
+        self.spin = False
+
+    def forbidden(*args):
+        raise AssertionError("the spin wait ran")
+
+    monkeypatch.setattr(pipeline._Progress, "__init__", no_spin)
+    monkeypatch.setattr(pipeline.fast_gemm, "wait_count", forbidden)
+    monkeypatch.setattr(pipeline.fast_gemm, "count_up", forbidden)
     stack = build(["lstm", "gru-full"], np.float64)
     x = rng.standard_normal((3, 17, 5))
     want, _ = run(stack, False, x)
     got, groups = run(stack, True, x)
-    assert groups and not _progress_without_spin.spun
+    assert groups
     assert_same(want, got, rtol=1e-11, atol=1e-12)
-
-
-def _progress_without_spin(self, layers):
-    _real_init(self, layers)
-    self.spin = False
-    _progress_without_spin.spun = False
-
-
-_real_init = pipeline._Progress.__init__
 
 
 def test_only_runs_of_forward_recurrent_layers_are_pipelined(mode, rng):
@@ -201,3 +203,32 @@ def test_threads_for_and_chunks(mode):
         assert len(b) - 1 <= max(pipeline.CHUNKS, 1)
     with pytest.raises(ConfigError, match="mode"):
         pipeline.set_mode("sometimes")
+
+
+@pytest.mark.parametrize("embedded", [False, True])
+def test_token_ids_at_the_bottom_one_hot_or_through_a_folded_embedding(embedded, mode, rng):
+    """ids as one-hot input (dW_x by scatter, per chunk) or as rows of an embedding folded into the first
+    product (dW_x and dE from the whole sequence's token sums, after the loops)."""
+    V = 9
+    stack = build(["lstm", "gru-full", "rnn-tanh"], np.float64, d=6 if embedded else V)
+    ids = rng.integers(0, V, size=(4, 18))
+    lengths = np.array([18, 5, 11, 18])
+    E = rng.standard_normal((V, 6)) if embedded else None
+    results = []
+    for on in (False, True):
+        pipeline.set_mode("on" if on else "off")
+        for g in stack.grads.values():
+            g[...] = 0
+        h, _, cache = stack.forward(ids, lengths, embedding=E)
+        dx, _ = stack.backward(np.random.default_rng(5).standard_normal(h.shape), cache)
+        results.append((h.copy(), None if dx is None else dx.copy(), {k: v.copy() for k, v in stack.grads.items()},
+                        cache[2]))
+    (h0, dx0, g0, groups0), (h1, dx1, g1, groups1) = results
+    assert not groups0 and groups1
+    np.testing.assert_allclose(h1, h0, rtol=1e-11, atol=1e-12)
+    if embedded:
+        np.testing.assert_allclose(dx1, dx0, rtol=1e-11, atol=1e-12)     # the embedding's gradient
+    else:
+        assert dx0 is None and dx1 is None
+    for k in g0:
+        np.testing.assert_allclose(g1[k], g0[k], rtol=1e-11, atol=1e-12, err_msg=k)
