@@ -58,7 +58,8 @@ except ImportError:          # importable without numba (documentation); only fa
         return lambda f: f
 
 __all__ = ["MR", "KC", "PACK_MIN_STEPS", "panel_width", "pack", "gemm_packed", "gemm", "gemm_blocks", "from_row",
-           "operand", "split", "barrier", "wait_count", "count_up", "parts_for", "run_parts", "gemm_functions"]
+           "operand", "split", "share", "barrier", "wait_count", "count_up", "parts_for", "plan", "run_parts",
+           "gemm_functions"]
 
 MR = 8          # rows of C per register block
 KC = 256        # steps of k per run over a panel
@@ -418,6 +419,20 @@ def split(H, NR, part, parts):
     return u0, u1
 
 
+@njit(inline="always")
+def share(H, NR, B, part, parts, by_rows):
+    """``(u0, u1, r0, r1, meet)``: the hidden units and batch rows of thread ``part`` of ``parts``, and
+    whether the threads must meet at a barrier every step (only when they share the rows: split by units).
+
+    Split by rows, each thread runs the whole recurrence for its rows (a row's step needs only its own
+    previous state), so the threads never wait for each other.
+    """
+    if by_rows:
+        return 0, H, B * part // parts, B * (part + 1) // parts, False
+    u0, u1 = split(H, NR, part, parts)
+    return u0, u1, 0, B, parts > 1
+
+
 #: hidden units from which a loop is split over threads. Below, a step's work is too small for a barrier
 #: per step to pay (no gain at H = 128), and a short loop (PTB: 35 steps of H = 200, ~3 ms) lies inside
 #: the window in which OpenBLAS's threads still spin after the step's last BLAS call (slower: 80 -> 94 ms
@@ -442,7 +457,7 @@ def parts_for(hidden: int, steps: int, dtype) -> int:
     """Threads for a loop: the BLAS's count (the per-step GEMM threads, see ``blas.step_threads``) when the
     weights get packed, the layer has at least SPLIT_MIN_UNITS units and OpenBLAS's idle threads nap
     (:func:`blas_workers_nap`); else 1."""
-    p = accel.threads()
+    p = 1 if accel.in_part() else accel.threads()
     if p <= 1 or steps < PACK_MIN_STEPS or hidden < SPLIT_MIN_UNITS or not _workers_nap():
         return 1
     return max(1, min(p, hidden // panel_width(dtype)))
@@ -452,22 +467,43 @@ _NAP: dict = {}
 
 
 def _workers_nap() -> bool:
+    if accel.owns_threads():                          # the BLAS runs on one thread: no worker of its own
+        return True
     if "v" not in _NAP:
         _NAP["v"] = blas_workers_nap()
     return _NAP["v"]
 
 
-def _run_part(lo, hi, loop, args, parts, bar):
-    return loop(*args, lo, parts, bar.ctypes.data)
+def plan(hidden: int, batch: int, steps: int, dtype) -> tuple[int, bool]:
+    """``(threads, by_rows)`` for a loop: split by hidden units when :func:`parts_for` says so; else, when
+    seqmodels runs on threads of its own (``accel.set_threads``, the BLAS on one thread, so no idle
+    BLAS worker holds a core), by batch rows, at least ROWS_MIN rows a thread; else one thread."""
+    parts = parts_for(hidden, steps, dtype)
+    if parts > 1:
+        return parts, False
+    if accel.owns_threads() and steps >= PACK_MIN_STEPS:
+        parts = min(accel.threads(), batch // ROWS_MIN)
+        if parts > 1:
+            return parts, True
+    return 1, False
 
 
-def run_parts(loop, args: tuple, parts: int) -> None:
-    """``loop(*args, part, parts, barrier)`` on ``parts`` threads at once (the caller's thread is part 0)."""
+#: fewest batch rows per thread of a loop split by rows (one register block of the per-step product)
+ROWS_MIN = MR
+
+
+def _run_part(lo, hi, loop, args, parts, by_rows, bar):
+    return loop(*args, lo, parts, by_rows, bar.ctypes.data)
+
+
+def run_parts(loop, args: tuple, parts: int, by_rows: bool = False) -> None:
+    """``loop(*args, part, parts, by_rows, barrier)`` on ``parts`` threads at once (the caller's thread is
+    part 0); ``by_rows``: the threads take batch rows (no barrier), else hidden units (see :func:`share`)."""
     bar = np.zeros(3, np.int64)
     if parts == 1:
-        loop(*args, 0, 1, bar.ctypes.data)
+        loop(*args, 0, 1, False, bar.ctypes.data)
     else:
-        accel.parallel_for(parts, _run_part, loop, args, parts, bar, cost=accel.PARALLEL_MIN)
+        accel.parallel_for(parts, _run_part, loop, args, parts, by_rows, bar, cost=accel.PARALLEL_MIN)
     if bar[2]:
         raise RuntimeError(f"a thread of a {parts}-thread recurrent loop never reached its barrier; "
                            "run with one BLAS thread (seqmodels.core.blas.set_num_threads(1)) to avoid it")

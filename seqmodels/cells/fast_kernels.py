@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from ..core.accel_kernels import exp_parts32, fma
-from .fast_gemm import barrier, from_row, gemm, gemm_blocks, gemm_functions, operand, parts_for, run_parts, split
+from .fast_gemm import barrier, from_row, gemm, gemm_blocks, gemm_functions, operand, plan, run_parts, share
 
 try:
     import numba
@@ -95,15 +95,16 @@ def _tanh_into(src, dst, count):
 
 
 @njit(inline="always")
-def _propagate(da_all, dz, t, Wq, n, K, H, u0, u1, part, parts, bar):
+def _propagate(da_all, dz, t, Wq, n, K, H, u0, u1, r0, r1, part, meet, bar, parts):
     """The end of a backward step: once every thread's share of ``dz<t>`` (K = G·H columns) is written,
-    ``δa<t-1> = W_hᵀ dz<t>`` for this thread's units [u0, u1), and thread 0 zeroes the rows that had
-    finished (they must not reach the weight gradients). False when the run failed (see barrier)."""
-    if parts > 1 and not barrier(bar, parts):
+    ``δa<t-1> = W_hᵀ dz<t>`` for this thread's units [u0, u1) and rows [r0, n), and the rows of [r0, r1)
+    that had finished are zeroed (they must not reach the weight gradients; by one thread when the
+    threads share the rows). False when the run failed (see barrier)."""
+    if meet and not barrier(bar, parts):
         return False
-    gemm_blocks(da_all, dz[t], Wq, n, K, K, H, 0.0, H, u0, u1)
-    if part == 0:
-        for i in range(n, dz.shape[1]):
+    gemm_blocks(da_all[r0:], dz[t, r0:], Wq, max(n - r0, 0), K, K, H, 0.0, H, u0, u1)
+    if part == 0 or not meet:
+        for i in range(max(n, r0), r1):
             dz[t, i, :] = 0.0
     return True
 
@@ -111,16 +112,16 @@ def _propagate(da_all, dz, t, Wq, n, K, H, u0, u1, part, parts, bar):
 # ------------------------------------------------------------------------------------------- LSTM
 # Every loop takes (part, parts, bar) last: it runs hidden units [u0, u1) of split(), see fast_gemm.
 @njit(**_JIT)
-def _lstm_forward(G, a, c, tc, Wq, sizes, P, peep, part, parts, bar):
-    T, _, GH = G.shape
+def _lstm_forward(G, a, c, tc, Wq, sizes, P, peep, part, parts, by_rows, bar):
+    T, B, GH = G.shape
     H = GH // 4
-    u0, u1 = split(H, Wq.shape[-1], part, parts)
-    w, c0, c1 = (GH, 0, GH) if parts == 1 else (H, u0, u1)         # columns of the product, per block
+    u0, u1, r0, r1, meet = share(H, Wq.shape[-1], B, part, parts, by_rows)
+    w, c0, c1 = (H, u0, u1) if meet else (GH, 0, GH)                # columns of the product, per block
     pu, pf, po = P[0, u0:u1], P[1, u0:u1], P[2, u0:u1]
     for t in range(T):
-        n = sizes[t]
-        gemm_blocks(G[t], a[t], Wq, n, H, H, GH, 1.0, w, c0, c1)     # z += W_h a<t-1> (σ rows halved)
-        for i in range(n):
+        n = min(sizes[t], r1)
+        gemm_blocks(G[t, r0:], a[t, r0:], Wq, max(n - r0, 0), H, H, GH, 1.0, w, c0, c1)   # z += W_h a<t-1>
+        for i in range(r0, n):
             z, cp, cn, th, ao = G[t, i], c[t, i, u0:u1], c[t + 1, i, u0:u1], tc[t, i, u0:u1], a[t + 1, i, u0:u1]
             u, f, o, cc = z[u0:u1], z[H + u0:H + u1], z[2 * H + u0:2 * H + u1], z[3 * H + u0:3 * H + u1]
             if peep:
@@ -137,20 +138,20 @@ def _lstm_forward(G, a, c, tc, Wq, sizes, P, peep, part, parts, bar):
             _tanh_into(cn, th, u1 - u0)
             for j in range(u1 - u0):
                 ao[j] = o[j] * th[j]                                 # a<t> = Γo tanh(c<t>)
-        if parts > 1 and not barrier(bar, parts):                    # a<t> complete before the next product
+        if meet and not barrier(bar, parts):                         # a<t> complete before the next product
             return
 
 
 @njit(**_JIT)
-def _lstm_backward(G, c, tc, Wq, sizes, P, da_all, dc_all, dout_t, has_dout, dz, part, parts, bar):
-    T, _, GH = G.shape
+def _lstm_backward(G, c, tc, Wq, sizes, P, da_all, dc_all, dout_t, has_dout, dz, part, parts, by_rows, bar):
+    T, B, GH = G.shape
     H = GH // 4
-    u0, u1 = split(H, Wq.shape[-1], part, parts)
+    u0, u1, r0, r1, meet = share(H, Wq.shape[-1], B, part, parts, by_rows)
     one = np.float32(1.0)
     pu, pf, po = P[0, u0:u1], P[1, u0:u1], P[2, u0:u1]
     for t in range(T - 1, -1, -1):
-        n = sizes[t]
-        for i in range(n):
+        n = min(sizes[t], r1)
+        for i in range(r0, n):
             z, d = G[t, i], dz[t, i]
             cp, th, da_r, dc_r = c[t, i, u0:u1], tc[t, i, u0:u1], da_all[i, u0:u1], dc_all[i, u0:u1]
             u, f, o, cc = z[u0:u1], z[H + u0:H + u1], z[2 * H + u0:2 * H + u1], z[3 * H + u0:3 * H + u1]
@@ -164,15 +165,15 @@ def _lstm_backward(G, c, tc, Wq, sizes, P, da_all, dc_all, dout_t, has_dout, dz,
                 do[j] = (one - o[j]) * o[j] * th[j] * da             # dzΓo
                 dcc[j] = (one - cc[j] * cc[j]) * u[j] * dc           # dzc~
                 dc_r[j] = dc * f[j] + (pu[j] * du[j] + pf[j] * df[j] + po[j] * do[j])   # δc<t-1>
-        if not _propagate(da_all, dz, t, Wq, n, GH, H, u0, u1, part, parts, bar):
+        if not _propagate(da_all, dz, t, Wq, n, GH, H, u0, u1, r0, r1, part, meet, bar, parts):
             return
 
 
 # A loop over one time slice of a longer run (a pipelined stack, see seqmodels.layers.pipeline) gets
 # buffers with a ``memo`` (Cell.time_slice): its weights are packed once for the whole run, and it runs
 # on the calling thread alone (the pipeline's threads are the other cores).
-def _parts(buf, hidden, steps, dtype) -> int:
-    return 1 if getattr(buf, "memo", None) is not None else parts_for(hidden, steps, dtype)
+def _plan(buf, hidden, batch, steps, dtype) -> tuple[int, bool]:
+    return (1, False) if getattr(buf, "memo", None) is not None else plan(hidden, batch, steps, dtype)
 
 
 def _operand(buf, key, W, steps, blocks=1):
@@ -186,9 +187,9 @@ def _operand(buf, key, W, steps, blocks=1):
 
 def lstm_forward(cell, buf, WhT, sizes) -> bool:
     P = 0.5 * cell.peepholes(buf.G.dtype)
-    parts = _parts(buf, cell.hidden_size, len(sizes), WhT.dtype)
-    Wq = _operand(buf, "Wh", WhT, len(sizes), 1 if parts == 1 else 4)
-    run_parts(_lstm_forward, (buf.G, buf.a, buf.c, buf.tc, Wq, sizes, P, cell.peephole), parts)
+    parts, by_rows = _plan(buf, cell.hidden_size, buf.G.shape[1], len(sizes), WhT.dtype)
+    Wq = _operand(buf, "Wh", WhT, len(sizes), 1 if parts == 1 or by_rows else 4)
+    run_parts(_lstm_forward, (buf.G, buf.a, buf.c, buf.tc, Wq, sizes, P, cell.peephole), parts, by_rows)
     return True
 
 
@@ -206,30 +207,31 @@ def lstm_backward(cell, buf, W_h, sizes, carry, dout_t, dz) -> bool:
     P = cell.peepholes(dz.dtype)
     has = dout_t is not None
     d = dout_t if has else np.zeros((1, 1, 1), dz.dtype)
-    parts = _parts(buf, cell.hidden_size, len(sizes), dz.dtype)
+    parts, by_rows = _plan(buf, cell.hidden_size, dz.shape[1], len(sizes), dz.dtype)
     run_parts(_lstm_backward, (buf.G, buf.c, buf.tc, _operand(buf, "W", W, len(sizes)), sizes, P, carry[0], carry[1], d,
-                               has, dz), parts)
+                               has, dz), parts, by_rows)
     return True
 
 
 # -------------------------------------------------------------------------------------------- GRU
 @njit(**_JIT)
-def _gru_forward(G, a, Wq, WcQ, sizes, variant, b_ca, ra, hc, tmp, part, parts, bar):
+def _gru_forward(G, a, Wq, WcQ, sizes, variant, b_ca, ra, hc, tmp, part, parts, by_rows, bar):
     """variant 0: simplified [u, c]; 1: the notes' form (WcQ = packed W_caᵀ); 2: reset-after."""
-    T, _, GH = G.shape
+    T, B, GH = G.shape
     H = GH // (2 if variant == 0 else 3)
     c0 = GH - H                                                       # first column of c~
-    u0, u1 = split(H, Wq.shape[-1], part, parts)
+    u0, u1, r0, r1, meet = share(H, Wq.shape[-1], B, part, parts, by_rows)
     h = u1 - u0
     N = c0 if variant == 1 else GH                                    # columns of the first product
-    w, k0, k1 = (N, 0, N) if parts == 1 else (H, u0, u1)
+    w, k0, k1 = (H, u0, u1) if meet else (N, 0, N)
     for t in range(T):
-        n = sizes[t]
+        n = min(sizes[t], r1)
+        m = max(n - r0, 0)
         if variant == 2:
-            gemm_blocks(tmp, a[t], Wq, n, H, H, GH, 0.0, w, k0, k1)  # W_h a<t-1> (u, r halved)
+            gemm_blocks(tmp[r0:], a[t, r0:], Wq, m, H, H, GH, 0.0, w, k0, k1)   # W_h a<t-1> (u, r halved)
         else:
-            gemm_blocks(G[t], a[t], Wq, n, H, H, GH, 1.0, w, k0, k1)
-        for i in range(n):
+            gemm_blocks(G[t, r0:], a[t, r0:], Wq, m, H, H, GH, 1.0, w, k0, k1)
+        for i in range(r0, n):
             z, ap = G[t, i], a[t, i, u0:u1]
             u, r, cc = z[u0:u1], z[H + u0:H + u1], z[c0 + u0:c0 + u1]
             if variant == 2:
@@ -257,32 +259,34 @@ def _gru_forward(G, a, Wq, WcQ, sizes, variant, b_ca, ra, hc, tmp, part, parts, 
             for j in range(h):
                 ao[j] = (cc[j] - ap[j]) * u[j] + ap[j]               # c<t> = c<t-1> + Γu (c~ - c<t-1>)
         if variant == 1:
-            if parts > 1 and not barrier(bar, parts):                # Γr * c<t-1> complete
+            if meet and not barrier(bar, parts):                     # Γr * c<t-1> complete
                 return
-            gemm_blocks(G[t, :, c0:], ra[t], WcQ, n, H, H, GH, 1.0, H, u0, u1)   # + W_ca (Γr * c<t-1>)
-            for i in range(n):
+            gemm_blocks(G[t, r0:, c0:], ra[t, r0:], WcQ, m, H, H, GH, 1.0, H, u0, u1)   # + W_ca (Γr * c<t-1>)
+            for i in range(r0, n):
                 z, ap, ao = G[t, i], a[t, i, u0:u1], a[t + 1, i, u0:u1]
                 u, cc = z[u0:u1], z[c0 + u0:c0 + u1]
                 _tanh_inplace(cc, 0, h)
                 for j in range(h):
                     ao[j] = (cc[j] - ap[j]) * u[j] + ap[j]
-        if parts > 1 and not barrier(bar, parts):                    # a<t> complete
+        if meet and not barrier(bar, parts):                         # a<t> complete
             return
 
 
 @njit(**_JIT)
-def _gru_backward(G, a, Wq, sizes, variant, hc, dhc, da_all, dout_t, has_dout, dz, S, dra, part, parts, bar):
+def _gru_backward(G, a, Wq, sizes, variant, hc, dhc, da_all, dout_t, has_dout, dz, S, dra, part, parts, by_rows,
+                  bar):
     """S (2, B, 3H) scratch: [dzΓu, dzΓr, δhc] for the reset-after product, by step parity (a thread may
     fill the next step's while another still multiplies this one's); dra (B, H) scratch."""
     T, B, GH = G.shape
     H = GH // (2 if variant == 0 else 3)
     c0 = GH - H                                                       # column of c~ / dzc~
-    u0, u1 = split(H, Wq.shape[-1], part, parts)
+    u0, u1, r0, r1, meet = share(H, Wq.shape[-1], B, part, parts, by_rows)
     h = u1 - u0
     one = np.float32(1.0)
     for t in range(T - 1, -1, -1):
-        n = sizes[t]
-        for i in range(n):
+        n = min(sizes[t], r1)
+        m = max(n - r0, 0)
+        for i in range(r0, n):
             z, d, ap, da_r = G[t, i], dz[t, i], a[t, i, u0:u1], da_all[i, u0:u1]
             u, r, cc = z[u0:u1], z[H + u0:H + u1], z[c0 + u0:c0 + u1]
             du, dr, dcc = d[u0:u1], d[H + u0:H + u1], d[c0 + u0:c0 + u1]
@@ -303,25 +307,25 @@ def _gru_backward(G, a, Wq, sizes, variant, hc, dhc, da_all, dout_t, has_dout, d
                     dh = dcc[j] * r[j]                               # δhc
                     dhci[j] = dh
                     Su[j], Sr[j], Sh[j] = du[j], dr[j], dh
-        if parts > 1 and not barrier(bar, parts):                    # this step's dz complete
+        if meet and not barrier(bar, parts):                         # this step's dz complete
             return
         if variant == 0:
-            gemm_blocks(da_all, dz[t], Wq, n, GH, GH, H, 1.0, H, u0, u1)          # + W_hᵀ dz
+            gemm_blocks(da_all[r0:], dz[t, r0:], Wq, m, GH, GH, H, 1.0, H, u0, u1)          # + W_hᵀ dz
         elif variant == 2:
-            gemm_blocks(da_all, S[t % 2], Wq, n, GH, GH, H, 1.0, H, u0, u1)            # + W_{u,r}ᵀ dz + W_caᵀ δhc
+            gemm_blocks(da_all[r0:], S[t % 2, r0:], Wq, m, GH, GH, H, 1.0, H, u0, u1)   # + W_{u,r}ᵀ dz + W_caᵀ δhc
         else:
-            gemm_blocks(dra, dz[t, :, c0:], from_row(Wq, 2 * H), n, H, GH, H, 0.0, H, u0, u1)   # δ(Γr c) = W_caᵀ dzc~
-            for i in range(n):
+            gemm_blocks(dra[r0:], dz[t, r0:, c0:], from_row(Wq, 2 * H), m, H, GH, H, 0.0, H, u0, u1)  # W_caᵀ dzc~
+            for i in range(r0, n):
                 r, dr = G[t, i, H + u0:H + u1], dz[t, i, H + u0:H + u1]
                 ap, da_r, dri = a[t, i, u0:u1], da_all[i, u0:u1], dra[i, u0:u1]
                 for j in range(h):
                     dr[j] = (one - r[j]) * r[j] * ap[j] * dri[j]      # dzΓr
                     da_r[j] += r[j] * dri[j]
-            if parts > 1 and not barrier(bar, parts):                # dzΓr complete
+            if meet and not barrier(bar, parts):                     # dzΓr complete
                 return
-            gemm_blocks(da_all, dz[t], Wq, n, 2 * H, GH, H, 1.0, H, u0, u1)      # + W_{u,r}ᵀ [dzΓu, dzΓr]
-        if part == 0:
-            for i in range(n, B):
+            gemm_blocks(da_all[r0:], dz[t, r0:], Wq, m, 2 * H, GH, H, 1.0, H, u0, u1)   # + W_{u,r}ᵀ [dzΓu, dzΓr]
+        if part == 0 or not meet:
+            for i in range(max(n, r0), r1):
                 dz[t, i, :] = 0.0
                 if variant == 2:
                     dhc[t, i, :] = 0.0
@@ -338,11 +342,11 @@ def gru_forward(cell, buf, WhT, sizes, WcT=None) -> bool:
     empty = np.zeros((1, 1, 1), G.dtype)
     b_ca = cell.P["b_ca"].astype(G.dtype, copy=False) if v == 2 else np.zeros(1, G.dtype)
     tmp = np.empty((B, 3 * H), G.dtype) if v == 2 else np.zeros((1, 1), G.dtype)
-    parts = _parts(buf, H, T, G.dtype)
-    Wq = _operand(buf, "Wh", WhT, T, 1 if parts == 1 else WhT.shape[1] // H)
+    parts, by_rows = _plan(buf, H, B, T, G.dtype)
+    Wq = _operand(buf, "Wh", WhT, T, 1 if parts == 1 or by_rows else WhT.shape[1] // H)
     WcQ = _operand(buf, "Wc", WcT, T) if v == 1 else np.zeros((1, 1), G.dtype)
     run_parts(_gru_forward, (G, buf.a, Wq, WcQ, sizes, v, b_ca, buf.ra if v == 1 else empty,
-                             buf.hc if v == 2 else empty, tmp), parts)
+                             buf.hc if v == 2 else empty, tmp), parts, by_rows)
     return True
 
 
@@ -358,51 +362,51 @@ def gru_backward(cell, buf, W_h, sizes, carry, dout_t, dz) -> bool:
     dra = np.empty((B, H), dz.dtype) if v == 1 else np.zeros((1, 1), dz.dtype)
     run_parts(_gru_backward, (buf.G, buf.a, _operand(buf, "W", W, T), sizes, v, buf.hc if v == 2 else empty,
                               buf.dhc if v == 2 else empty, carry[0], dout_t if has else empty, has, dz, S, dra),
-              _parts(buf, H, T, dz.dtype))
+              *_plan(buf, H, B, T, dz.dtype))
     return True
 
 
 # -------------------------------------------------------------------------------------------- RNN
 @njit(**_JIT)
-def _rnn_forward(G, a, Wq, sizes, relu, part, parts, bar):
-    T, _, H = G.shape
-    u0, u1 = split(H, Wq.shape[-1], part, parts)
+def _rnn_forward(G, a, Wq, sizes, relu, part, parts, by_rows, bar):
+    T, B, H = G.shape
+    u0, u1, r0, r1, meet = share(H, Wq.shape[-1], B, part, parts, by_rows)
     zero = np.float32(0.0)
     for t in range(T):
-        n = sizes[t]
-        gemm_blocks(G[t], a[t], Wq, n, H, H, H, 1.0, H, u0, u1)     # z<t> = W_ax x + b + W_aa a<t-1>
-        for i in range(n):
+        n = min(sizes[t], r1)
+        gemm_blocks(G[t, r0:], a[t, r0:], Wq, max(n - r0, 0), H, H, H, 1.0, H, u0, u1)   # z<t> += W_aa a<t-1>
+        for i in range(r0, n):
             z, out = G[t, i, u0:u1], a[t + 1, i, u0:u1]
             if relu:
                 for j in range(u1 - u0):
                     out[j] = max(z[j], zero)
             else:
                 _tanh_into(z, out, u1 - u0)
-        if parts > 1 and not barrier(bar, parts):
+        if meet and not barrier(bar, parts):
             return
 
 
 @njit(**_JIT)
-def _rnn_backward(a, Wq, sizes, relu, da_all, dout_t, has_dout, dz, part, parts, bar):
-    T, _, H = dz.shape
-    u0, u1 = split(H, Wq.shape[-1], part, parts)
+def _rnn_backward(a, Wq, sizes, relu, da_all, dout_t, has_dout, dz, part, parts, by_rows, bar):
+    T, B, H = dz.shape
+    u0, u1, r0, r1, meet = share(H, Wq.shape[-1], B, part, parts, by_rows)
     one, zero = np.float32(1.0), np.float32(0.0)
     for t in range(T - 1, -1, -1):
-        n = sizes[t]
-        for i in range(n):
+        n = min(sizes[t], r1)
+        for i in range(r0, n):
             d, out, da_r = dz[t, i, u0:u1], a[t + 1, i, u0:u1], da_all[i, u0:u1]
             dout = dout_t[t, i, u0:u1] if has_dout else da_r
             for j in range(u1 - u0):
                 da = da_r[j] + dout[j] if has_dout else da_r[j]
                 g = (one if out[j] > zero else zero) if relu else one - out[j] * out[j]
                 d[j] = g * da                                         # dz = δa g'(z)
-        if not _propagate(da_all, dz, t, Wq, n, H, H, u0, u1, part, parts, bar):
+        if not _propagate(da_all, dz, t, Wq, n, H, H, u0, u1, r0, r1, part, meet, bar, parts):
             return
 
 
 def rnn_forward(cell, buf, WhT, sizes) -> bool:
     args = (buf.G, buf.a, _operand(buf, "Wh", WhT, len(sizes)), sizes, cell.activation == "relu")
-    run_parts(_rnn_forward, args, _parts(buf, cell.hidden_size, len(sizes), WhT.dtype))
+    run_parts(_rnn_forward, args, *_plan(buf, cell.hidden_size, buf.G.shape[1], len(sizes), WhT.dtype))
     return True
 
 
@@ -413,7 +417,7 @@ def rnn_backward(cell, buf, W_h, sizes, carry, dout_t, dz) -> bool:
     has = dout_t is not None
     d = dout_t if has else np.zeros((1, 1, 1), dz.dtype)
     args = (buf.a, _operand(buf, "W", W, len(sizes)), sizes, cell.activation == "relu", carry[0], d, has, dz)
-    run_parts(_rnn_backward, args, _parts(buf, cell.hidden_size, len(sizes), dz.dtype))
+    run_parts(_rnn_backward, args, *_plan(buf, cell.hidden_size, dz.shape[1], len(sizes), dz.dtype))
     return True
 
 

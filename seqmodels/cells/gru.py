@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.errors import ConfigError, check_choice
-from ..core import blas
+from ..core import accel
 from . import fast
 from .base import Cell, packed_transpose, recur, sigmoid_, zero_padded_rows
 
@@ -248,12 +248,12 @@ class GRUCell(Cell):
         flat = dz_all.reshape(-1, G * H)
         a_prev = buf.a[:steps].reshape(-1, H)
         if self.variant == "simplified":
-            blas.gemm_add(self.dW[:, :H], flat.T, a_prev)
+            accel.gemm_add(self.dW[:, :H], flat.T, a_prev)
         elif not self.reset_after:
-            blas.gemm_add(self.dW[:2 * H, :H], flat[:, :2 * H].T, a_prev)
-            blas.gemm_add(self.dW[2 * H:, :H], flat[:, 2 * H:].T, buf.ra[:steps].reshape(-1, H))
+            accel.gemm_add(self.dW[:2 * H, :H], flat[:, :2 * H].T, a_prev)
+            accel.gemm_add(self.dW[2 * H:, :H], flat[:, 2 * H:].T, buf.ra[:steps].reshape(-1, H))
         else:
             dhc = buf.dhc[:steps].reshape(-1, H)
-            blas.gemm_add(self.dW[:2 * H, :H], flat[:, :2 * H].T, a_prev)
-            blas.gemm_add(self.dW[2 * H:, :H], dhc.T, a_prev)
+            accel.gemm_add(self.dW[:2 * H, :H], flat[:, :2 * H].T, a_prev)
+            accel.gemm_add(self.dW[2 * H:, :H], dhc.T, a_prev)
             self.dP["b_ca"] += dhc.sum(axis=0)

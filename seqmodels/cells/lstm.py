@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core import blas
+from ..core import accel
 from . import fast
 from .base import Cell, chunks_backwards, packed_transpose, recur, sigmoid_, zero_padded_rows
 
@@ -175,7 +175,7 @@ class LSTMCell(Cell):
     def recurrent_grads(self, buf, dz_all: np.ndarray, steps: int) -> None:
         H = self.hidden_size
         flat = dz_all.reshape(-1, 4 * H)
-        blas.gemm_add(self.dW[:, :H], flat.T, buf.a[:steps].reshape(-1, H))   # Σ_t dz<t> a<t-1>ᵀ
+        accel.gemm_add(self.dW[:, :H], flat.T, buf.a[:steps].reshape(-1, H))   # Σ_t dz<t> a<t-1>ᵀ
         if self.peephole:
             c_prev = buf.c[:steps].reshape(-1, H)
             for name, rows in (("p_u", slice(0, H)), ("p_f", slice(H, 2 * H)), ("p_o", slice(2 * H, 3 * H))):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.errors import check_choice
-from ..core import blas
+from ..core import accel
 from . import fast
 from .base import Cell, packed_transpose, recur, zero_padded_rows
 
@@ -90,4 +90,4 @@ class RNNCell(Cell):
 
     def recurrent_grads(self, buf, dz_all: np.ndarray, steps: int) -> None:
         H = self.hidden_size
-        blas.gemm_add(self.dW[:, :H], dz_all.reshape(-1, H).T, buf.a[:steps].reshape(-1, H))   # Σ dz<t> a<t-1>ᵀ
+        accel.gemm_add(self.dW[:, :H], dz_all.reshape(-1, H).T, buf.a[:steps].reshape(-1, H))   # Σ dz<t> a<t-1>ᵀ

@@ -20,18 +20,23 @@ True
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from . import blas
 
-__all__ = ["available", "is_enabled", "set_enabled", "kernels", "parallel_for", "on_threads", "why_unavailable"]
+__all__ = ["available", "is_enabled", "set_enabled", "kernels", "threads", "set_threads", "owns_threads", "parallel_for",
+           "on_threads", "matmul", "gemm_add", "why_unavailable"]
 
 #: the one switch of every compiled path (the cells' loops read it too)
 FLAG = {"on": os.environ.get("SEQMODELS_FAST", "1").strip().lower() not in ("0", "false", "no", "off"),
         "dtypes": (np.dtype(np.float32),)}
 _pool: dict = {}
+_local = threading.local()                          # .busy: this thread runs a part of a parallel call
+#: seqmodels' own thread count (None: follow NumPy's BLAS), and the BLAS's count before set_threads
+_OWN: dict = {"threads": None, "blas_before": None}
 if hasattr(os, "register_at_fork"):                 # a forked child has the pool but not its threads
     os.register_at_fork(after_in_child=_pool.clear)
 
@@ -103,9 +108,50 @@ def kernels(dtype):
 
 
 def threads() -> int:
-    """How many threads the element-wise kernels use: NumPy's BLAS's count (1 when unknown)."""
+    """How many threads seqmodels' parallel work uses: its own count when :func:`set_threads` gave one,
+    else NumPy's BLAS's count (1 when unknown)."""
+    own = _OWN["threads"]
+    if own is not None:
+        return own
     n = blas.get_num_threads()
     return max(1, n or 1)
+
+
+def set_threads(n: int | None) -> int | None:
+    """Run seqmodels on ``n`` threads of its own, NumPy's BLAS on one; returns the previous setting.
+
+    With ``n`` set, every BLAS call runs single-threaded and seqmodels splits the work over its own
+    threads: the big GEMMs (:func:`matmul`, :func:`gemm_add`) by rows or columns, the compiled time
+    loops by batch rows or hidden units, stacked layers as a pipeline. OpenBLAS's own worker threads then
+    never start, so none of them spins on a core that one of seqmodels' threads needs (on two cores,
+    OpenBLAS's idle worker keeps the second core for ~7 ms after each call). ``None`` gives the BLAS
+    back the thread count it had before and makes seqmodels follow it again. The command line's
+    ``--threads`` calls this.
+    """
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        from .errors import ConfigError
+        raise ConfigError(f"n: expected a number of threads >= 1 or None, got {n!r}")
+    before = _OWN["threads"]
+    if n is not None:
+        if before is None:
+            _OWN["blas_before"] = blas.get_num_threads()
+        blas.set_num_threads(1)
+    elif before is not None and _OWN["blas_before"]:
+        blas.set_num_threads(_OWN["blas_before"])
+    _OWN["threads"] = n
+    return before
+
+
+def in_part() -> bool:
+    """True on a thread that runs one part of a parallel call (its work is not split again)."""
+    return getattr(_local, "busy", False)
+
+
+def owns_threads() -> bool:
+    """True when seqmodels runs its parallel work on its own threads (:func:`set_threads` with n > 1)
+    and the calling thread is not already one part of a parallel call."""
+    own = _OWN["threads"]
+    return own is not None and own > 1 and not in_part()
 
 
 def parallel_for(n: int, fn, *args, cost: int | None = None, with_part: bool = False) -> list:
@@ -138,9 +184,9 @@ def _on_threads(fn, calls: list) -> list:
     pool = _pool.get(k)
     if pool is None:
         pool = _pool[k] = ThreadPoolExecutor(max_workers=k - 1, thread_name_prefix="seqmodels")
-    futures = [pool.submit(fn, *c) for c in calls[1:]]
+    futures = [pool.submit(_as_part, fn, *c) for c in calls[1:]]
     try:
-        first = fn(*calls[0])
+        first = _as_part(fn, *calls[0])
     finally:
         rest = [f.exception() for f in futures]              # every thread has returned
     for e in rest:
@@ -149,7 +195,78 @@ def _on_threads(fn, calls: list) -> list:
     return [first] + [f.result() for f in futures]
 
 
+def _as_part(fn, *args):
+    """``fn(*args)`` marked as one part of a parallel call: work it starts is not split again (the pool's
+    threads are all taken, and waiting for one of them from inside it could never end)."""
+    before = getattr(_local, "busy", False)
+    _local.busy = True
+    try:
+        return fn(*args)
+    finally:
+        _local.busy = before
+
+
 def parts_for(n: int, cost: int | None = None) -> int:
     """How many slices :func:`parallel_for` cuts ``n`` items of work ``cost`` into."""
-    k = min(threads(), n)
+    k = 1 if in_part() else min(threads(), n)
     return 1 if k <= 1 or (n if cost is None else cost) < PARALLEL_MIN else k
+
+
+# ------------------------------------------------------------------ GEMMs split over seqmodels' threads
+#: multiply-adds from which a GEMM is split over seqmodels' own threads (~0.05 ms on one core; handing
+#: a part to another thread costs ~0.01-0.03 ms)
+GEMM_SPLIT_MIN = 1 << 22
+_ROW_ALIGN = 16                  # parts of rows start at multiples of this (whole register blocks)
+
+
+def _gemm_cuts(m: int, n: int, k: int) -> tuple[str, list[int]] | None:
+    """How to cut ``C (m × n) = A (m × k) @ B (k × n)`` over seqmodels' threads: ("rows" or "cols",
+    boundaries), or None to make one call (not owning the threads, or too small to pay)."""
+    if not owns_threads() or m * n * k < GEMM_SPLIT_MIN:
+        return None
+    parts = threads()
+    axis, size = ("rows", m) if m >= n or m >= 4 * _ROW_ALIGN * parts else ("cols", n)
+    cuts = sorted({min(size, (size * i // parts + _ROW_ALIGN // 2) // _ROW_ALIGN * _ROW_ALIGN)
+                   for i in range(1, parts)} | {0, size})
+    return (axis, cuts) if len(cuts) > 2 else None
+
+
+def _pieces(how, A, B, C):
+    axis, cuts = how
+    for lo, hi in zip(cuts[:-1], cuts[1:]):
+        if axis == "rows":
+            yield A[lo:hi], B, C[lo:hi]
+        else:
+            yield A, B[:, lo:hi], C[:, lo:hi]
+
+
+def _matmul_piece(i, pieces):
+    A, B, C = pieces[i]
+    np.matmul(A, B, out=C)
+
+
+def _gemm_add_piece(i, pieces):
+    A, B, C = pieces[i]
+    blas.gemm_add(C, A, B)
+
+
+def matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out = A @ B`` for 2-D arrays: one NumPy call, or split by rows/columns of ``out`` over seqmodels'
+    own threads when it owns them (:func:`set_threads`) and the product is big enough to gain.
+    The parts are the same products on fewer rows, so the result does not depend on the split."""
+    how = _gemm_cuts(A.shape[0], B.shape[1], A.shape[1])
+    if how is None:
+        return np.matmul(A, B, out=out)
+    pieces = list(_pieces(how, A, B, out))
+    _on_threads(_matmul_piece, [(i, pieces) for i in range(len(pieces))])
+    return out
+
+
+def gemm_add(C: np.ndarray, A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """``C += A @ B`` (:func:`seqmodels.core.blas.gemm_add`), split like :func:`matmul`."""
+    how = _gemm_cuts(A.shape[0], B.shape[1], A.shape[1])
+    if how is None:
+        return blas.gemm_add(C, A, B)
+    pieces = list(_pieces(how, A, B, C))
+    _on_threads(_gemm_add_piece, [(i, pieces) for i in range(len(pieces))])
+    return C

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core import blas, workspace
+from ..core import accel, workspace
 from ..core.functional import softmax_xent_rows, target_rows
 from ..core.errors import ConfigError, DTypeError, ShapeError, check_choice, check_positive_int
 from ..core.init import as_generator, xavier_uniform
@@ -48,8 +48,8 @@ class Dense(Layer):
     def forward(self, x, lengths=None, state=None):
         x = self._check_input(x)
         z = workspace.empty(x.shape[:-1] + (self.out_features,), self.dtype)
-        np.matmul(x.reshape(-1, self.in_features), self.params["W_y"].T,          # one 2-D GEMM (a 3-D
-                  out=z.reshape(-1, self.out_features))                          # matmul loops over B)
+        accel.matmul(x.reshape(-1, self.in_features), self.params["W_y"].T,        # one 2-D GEMM (a 3-D
+                     out=z.reshape(-1, self.out_features))                       # matmul loops over B)
         z += self.params["b_y"]
         if self.activation == "tanh":
             np.tanh(z, out=z)
@@ -92,11 +92,11 @@ class Dense(Layer):
         if rows is not None:
             flat = flat[rows]                                   # valid positions only
         W = self.params["W_y"]
-        z = np.matmul(flat, W.T, out=workspace.empty((flat.shape[0], V), self.dtype))
+        z = accel.matmul(flat, W.T, out=workspace.empty((flat.shape[0], V), self.dtype))
         loss, dz = softmax_xent_rows(z, y, scale, bias=self.params["b_y"], dbias=self.grads["b_y"], out=z)
-        blas.gemm_add(self.grads["W_y"], dz.T, flat)            # dW += dzᵀ x
+        accel.gemm_add(self.grads["W_y"], dz.T, flat)            # dW += dzᵀ x
         dflat = workspace.empty(flat.shape, self.dtype)
-        np.matmul(W.T, dz.T, out=dflat.T)       # dx = dz W as (Wᵀ dzᵀ)ᵀ: steadier on OpenBLAS's threads
+        accel.matmul(W.T, dz.T, out=dflat.T)       # dx = dz W as (Wᵀ dzᵀ)ᵀ: steadier on OpenBLAS's threads
         if rows is None:                        # (PTB, 2 threads: 11.9 ms every run, dz W 11.9-15.9 ms)
             return loss, dflat.reshape(x.shape)
         dx = np.zeros(x.shape, self.dtype)
@@ -118,8 +118,8 @@ class Dense(Layer):
             dz = dz * y * (1.0 - y)
         flat_dz = dz.reshape(-1, self.out_features)
         W, dW = self.params["W_y"], self.grads["W_y"]
-        blas.gemm_add(dW, flat_dz.T, x.reshape(-1, self.in_features))
+        accel.gemm_add(dW, flat_dz.T, x.reshape(-1, self.in_features))
         self.grads["b_y"] += flat_dz.sum(axis=0)
         dx = workspace.empty(x.shape, self.dtype)
-        np.matmul(flat_dz, W, out=dx.reshape(-1, self.in_features))
+        accel.matmul(flat_dz, W, out=dx.reshape(-1, self.in_features))
         return dx, None

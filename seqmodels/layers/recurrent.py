@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..cells.base import Cell
-from ..core import blas, workspace
+from ..core import accel, blas, workspace
 from ..core.errors import ConfigError, ShapeError
 from ..core.init import as_generator, init_recurrent_block
 from ..core.params import ParamDict
@@ -228,7 +228,7 @@ class Recurrent(Layer):
             # ``out`` through a fresh temporary (3-12 ms a call at char-128 sizes, page faults included)
             np.take(W_xT, xs.reshape(-1), axis=0, out=G, mode="clip")
         else:
-            np.matmul(xs.reshape(G.shape[0], -1), W_xT, out=G)          # W_x x<t> for all t: one GEMM
+            accel.matmul(xs.reshape(G.shape[0], -1), W_xT, out=G)        # W_x x<t> for all t: one GEMM
         G += b
 
     def output(self, cache: RecurrentCache) -> np.ndarray:
@@ -315,12 +315,12 @@ class Recurrent(Layer):
         if embedding is not None:
             sums = np.zeros((embedding.shape[0], flat.shape[1]), dtype=self.dtype)
             scatter_add_rows(sums, xs.reshape(-1), flat)                 # S[w] = Σ dz<t> over x<t> = w
-            blas.gemm_add(self._dW[:, H:], sums.T, embedding)           # Σ dz<t> E[w]ᵀ
+            accel.gemm_add(self._dW[:, H:], sums.T, embedding)           # Σ dz<t> E[w]ᵀ
             return sums
         if xs.ndim == 2:
             scatter_add_rows(self._dW[:, H:].T, xs.reshape(-1), flat)   # into the columns used
         else:
-            blas.gemm_add(self._dW[:, H:], flat.T, xs.reshape(flat.shape[0], -1))   # Σ_t dz<t> x<t>ᵀ
+            accel.gemm_add(self._dW[:, H:], flat.T, xs.reshape(flat.shape[0], -1))   # Σ_t dz<t> x<t>ᵀ
         return None
 
     def state_weight_grads(self, cache: RecurrentCache, dz: np.ndarray) -> None:
@@ -340,8 +340,8 @@ class Recurrent(Layer):
         full = run == T and _all_run(cache)                             # dx written everywhere below
         dx = (workspace.empty if full else workspace.zeros)((B, T, self.input_size), self.dtype)
         if run:
-            dxs = np.matmul(dz.reshape(run * B, -1), self.W_x,
-                            out=workspace.empty((run * B, self.input_size), self.dtype)).reshape(run, B, -1)
+            dxs = accel.matmul(dz.reshape(run * B, -1), self.W_x,
+                              out=workspace.empty((run * B, self.input_size), self.dtype)).reshape(run, B, -1)
             if self.reverse:
                 dx[order[None, :], tidx] = dxs
             else:
