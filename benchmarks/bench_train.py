@@ -77,6 +77,9 @@ def main(argv=None) -> int:
     ap.add_argument("--pipeline", action="store_true",
                     help="seqmodels with NumPy's BLAS on one thread and stacked layers pipelined over two threads "
                          "(SEQMODELS_PIPELINE=on) on the rows of 2+ threads; PyTorch unchanged")
+    ap.add_argument("--blas-threads", action="store_true",
+                    help="seqmodels the way before accel.set_threads: NumPy's BLAS on --threads threads, "
+                         "seqmodels' own parallel work following it")
     ap.add_argument("--out", default=None, help="JSON file name under benchmarks/results/")
     args = ap.parse_args(argv)
     if args.quick:
@@ -108,7 +111,7 @@ def main(argv=None) -> int:
     head = (f"{'config':10} {'cell':14} {'thr':>3} {'seqmodels':>10} {'torch':>9} {'speed':>6} {'GFLOP/s':>8} "
             f"{'bound':>7} {'of bound':>8} {'vs plain':>8}")
     for n in args.threads:
-        set_threads(n)
+        set_threads(n, own=not args.blas_threads)
         if args.pipeline:
             pipeline.set_mode("on" if n > 1 else "off")
             if n > 1:

@@ -73,9 +73,16 @@ CELLS = {
 VARIANT_OF = {"lstm-peephole": "lstm", "gru-notes": "gru"}
 
 
-def set_threads(n: int, torch_too: bool = True) -> None:
-    """NumPy's BLAS (and PyTorch, unless ``torch_too`` is False) on ``n`` threads."""
-    blas.set_num_threads(n)
+def set_threads(n: int, torch_too: bool = True, own: bool = True) -> None:
+    """seqmodels on ``n`` threads of its own with NumPy's BLAS on one (``accel.set_threads``, what the
+    command line's ``--threads`` does), or with ``own`` False NumPy's BLAS on ``n`` threads and seqmodels
+    following it; PyTorch (unless ``torch_too`` is False) on ``n`` threads."""
+    from seqmodels.core import accel
+    if own:
+        accel.set_threads(n)
+    else:
+        accel.set_threads(None)
+        blas.set_num_threads(n)
     if torch_too:
         try:
             import torch

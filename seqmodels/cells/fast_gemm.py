@@ -58,7 +58,7 @@ except ImportError:          # importable without numba (documentation); only fa
         return lambda f: f
 
 __all__ = ["MR", "KC", "PACK_MIN_STEPS", "panel_width", "pack", "gemm_packed", "gemm", "gemm_blocks", "from_row",
-           "operand", "split", "share", "barrier", "wait_count", "count_up", "parts_for", "plan", "run_parts",
+           "operand", "split", "share", "barrier", "wait_count", "spin_until", "count_up", "parts_for", "plan", "run_parts",
            "gemm_functions"]
 
 MR = 8          # rows of C per register block
@@ -401,6 +401,15 @@ def wait_count(addr, target, failed):
         if spins >= SPIN_BEFORE_YIELD:                # a long wait: let another thread have this core
             _sched_yield()
     return True
+
+
+@njit(nogil=True, cache=True)
+def spin_until(addr, target, spins):
+    """Read the int64 at ``addr`` up to ``spins`` times; True as soon as it reaches ``target``."""
+    for _ in range(spins):
+        if _atomic_load(addr) >= target:
+            return True
+    return False
 
 
 @njit(nogil=True, cache=True)

@@ -40,6 +40,8 @@ _OWN: dict = {"threads": None, "blas_before": None}
 if hasattr(os, "register_at_fork"):                 # a forked child has the pool but not its threads
     os.register_at_fork(after_in_child=_pool.clear)
 
+#: whether parallel calls go to seqmodels' own watching workers (core/team.py) rather than a thread pool
+TEAM = {"on": os.environ.get("SEQMODELS_TEAM", "1").strip().lower() not in ("0", "false", "no", "off")}
 #: elements below which a kernel runs on the calling thread alone (a thread hand-off costs ~20 µs)
 PARALLEL_MIN = 1 << 17
 
@@ -181,6 +183,11 @@ def _on_threads(fn, calls: list) -> list:
     k = len(calls)
     if k == 1:
         return [fn(*calls[0])]
+    team = _team(k - 1)
+    if team is not None:
+        out = team.run(fn, calls)
+        if out is not None:
+            return out
     pool = _pool.get(k)
     if pool is None:
         pool = _pool[k] = ThreadPoolExecutor(max_workers=k - 1, thread_name_prefix="seqmodels")
@@ -193,6 +200,21 @@ def _on_threads(fn, calls: list) -> list:
         if e is not None:
             raise e
     return [first] + [f.result() for f in futures]
+
+
+def _team(workers: int):
+    """The :class:`~seqmodels.core.team.Team` of at least ``workers`` threads (one team, grown when a call
+    needs more), or None without the compiled kernels or with ``SEQMODELS_TEAM=0``."""
+    team = _pool.get("team")
+    if team is not None and team.workers >= workers:
+        return team
+    if not TEAM["on"] or not is_enabled():
+        return None
+    from .team import Team
+    if team is not None:
+        team.close()
+    team = _pool["team"] = Team(workers, _as_part)
+    return team
 
 
 def _as_part(fn, *args):
