@@ -45,6 +45,9 @@ try:
     from numba import njit, types
     from numba.core import cgutils
     from numba.extending import intrinsic, overload
+
+    from ..core.atomics import SPIN_BEFORE_YIELD, count_up, spin_until, wait_count
+    from ..core.atomics import atomic_add as _atomic_add, atomic_load as _atomic_load, sched_yield as _sched_yield
 except ImportError:          # importable without numba (documentation); only fast_kernels calls in
     ir = None
 
@@ -337,34 +340,8 @@ def operand(B: np.ndarray, steps: int, blocks: int = 1) -> np.ndarray:
 # the per-step product of a loop split over 2 threads (B = 32, 4 gates, 640 steps), µs per step:
 # H = 256: 98 with ``pause``, 67 without, 60 with no barrier at all; H = 128: 26, 22, 19.
 
-SPIN_BEFORE_YIELD = 1 << 16
+#: yields after which a thread waiting at a barrier gives up (its partner was lost)
 YIELD_LIMIT = 1 << 22
-
-
-def _bind_sched_yield():
-    libc = ctypes.CDLL(None)
-    _llvm.add_symbol("seqmodels_sched_yield", ctypes.cast(libc.sched_yield, ctypes.c_void_p).value)
-    return types.ExternalFunction("seqmodels_sched_yield", types.int32())
-
-
-if ir is not None:
-    _sched_yield = _bind_sched_yield()
-
-    @intrinsic
-    def _atomic_add(typingctx, addr, value):
-        """``*addr += value`` (int64, sequentially consistent); returns the old value."""
-        def codegen(context, builder, signature, args):
-            ptr = builder.inttoptr(args[0], ir.IntType(64).as_pointer())
-            return builder.atomic_rmw("add", ptr, args[1], "seq_cst")
-        return types.int64(types.intp, types.int64), codegen
-
-    @intrinsic
-    def _atomic_load(typingctx, addr):
-        """``*addr`` (int64, sequentially consistent): a plain read of the line, no locked write."""
-        def codegen(context, builder, signature, args):
-            ptr = builder.inttoptr(args[0], ir.IntType(64).as_pointer())
-            return builder.load_atomic(ptr, "seq_cst", 8)
-        return types.int64(types.intp), codegen
 
 
 @njit(inline="always")
@@ -387,35 +364,6 @@ def barrier(bar, parts):
                 _atomic_add(bar + 16, 1)
                 return False
     return True
-
-
-@njit(nogil=True, cache=True)
-def wait_count(addr, target, failed):
-    """Wait until the int64 at ``addr`` reaches ``target`` (another thread counts it up); False as soon as
-    the int64 at ``failed`` is not 0 (that thread stopped on an error)."""
-    spins = 0
-    while _atomic_load(addr) < target:
-        if _atomic_load(failed) != 0:
-            return False
-        spins += 1
-        if spins >= SPIN_BEFORE_YIELD:                # a long wait: let another thread have this core
-            _sched_yield()
-    return True
-
-
-@njit(nogil=True, cache=True)
-def spin_until(addr, target, spins):
-    """Read the int64 at ``addr`` up to ``spins`` times; True as soon as it reaches ``target``."""
-    for _ in range(spins):
-        if _atomic_load(addr) >= target:
-            return True
-    return False
-
-
-@njit(nogil=True, cache=True)
-def count_up(addr):
-    """``*addr += 1`` for the threads in :func:`wait_count`."""
-    _atomic_add(addr, 1)
 
 
 @njit(inline="always")

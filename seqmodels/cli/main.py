@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"seqmodels {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     parser.add_argument("--threads", type=int, default=None,
-                        help="BLAS threads (default: all cores on an idle machine, 1 when other processes keep "
+                        help="threads (default: all cores on an idle machine, 1 when other processes keep "
                              "the cores busy — spinning BLAS workers then stall every time step)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
@@ -105,14 +105,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _set_threads(requested: int | None) -> None:
-    """Apply --threads; by default use one BLAS thread when the machine is already busy."""
+    """Apply --threads (default: every core this process may use on an idle machine, one when other
+    processes keep it busy). With the compiled kernels, seqmodels runs on threads of its own and the BLAS
+    on one (``accel.set_threads``); without them, the BLAS gets the threads."""
     import os
     try:
-        from ..core import blas
-        if requested is not None:
-            blas.set_num_threads(max(int(requested), 1))
-        elif "OPENBLAS_NUM_THREADS" not in os.environ and os.getloadavg()[0] >= 1.0:
-            blas.set_num_threads(1)
+        from ..core import accel, blas
+        if requested is None:
+            if "OPENBLAS_NUM_THREADS" in os.environ:
+                return                                        # the user chose the BLAS's threads
+            busy = os.getloadavg()[0] >= 1.0
+            requested = 1 if busy else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+                else (os.cpu_count() or 1)
+        n = max(int(requested), 1)
+        if accel.is_enabled():
+            accel.set_threads(n)
+        else:
+            blas.set_num_threads(n)
     except (OSError, RuntimeError, AttributeError, ImportError):
         pass                                              # no controllable BLAS: leave it as it is
 

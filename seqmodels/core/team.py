@@ -69,8 +69,8 @@ class Team:
     """
 
     def __init__(self, workers: int, wrap):
-        from ..cells import fast_gemm                      # numba's counters (imported only with numba)
-        self._spin, self._wait, self._up = fast_gemm.spin_until, fast_gemm.wait_count, fast_gemm.count_up
+        from . import atomics                              # compiled counters (imported only with numba)
+        self._spin, self._wait, self._up = atomics.spin_until, atomics.wait_count, atomics.count_up
         self.workers = workers
         self._wrap = wrap                                  # runs one call: wrap(fn, *args)
         self._state = np.zeros((workers, 8), np.int64)

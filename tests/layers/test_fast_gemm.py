@@ -187,3 +187,61 @@ def test_openblas_idle_threads_count_as_napping_only_with_a_short_timeout(monkey
     assert not fast_gemm.blas_workers_nap()
     monkeypatch.setattr(fast_gemm._blas, "blas_info", lambda: {"library": "/x/libmkl_rt.so"})
     assert fast_gemm.blas_workers_nap()
+
+
+@pytest.mark.parametrize("name", ["lstm", "lstm-peephole", "gru-reset-after", "gru-full", "gru-simplified", "rnn-tanh",
+                                  "rnn-relu-identity"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_float32_loops_split_by_batch_rows_give_the_same_bits(name, reverse, rng, monkeypatch):
+    """On seqmodels' own threads a loop too narrow to split by units takes batch rows per thread (no
+    barrier): every row is computed exactly as on one thread, ragged lengths and initial states included,
+    for 2 and 3 threads (26 rows: parts of 13 and 8/9/9 rows, register blocks of 8, 4, 1)."""
+    from seqmodels.cells import fast_gemm
+    from seqmodels.core import accel
+
+    B, T, H = 26, 9, 40
+    layer, x, _, _, dout = problem(name, rng, reverse, B=B, T=T, D=8, H=H, dtype=np.float32)
+    lengths = rng.integers(0, T + 1, B)
+    lengths[:3] = T
+    s0 = random_state(layer, B, rng)
+    s0 = tuple(s.astype(np.float32) for s in s0) if isinstance(s0, tuple) else s0.astype(np.float32)
+    seen = []
+    real_run_parts = fast_gemm.run_parts
+    from seqmodels.cells import fast_kernels
+    monkeypatch.setattr(fast_kernels, "run_parts",
+                        lambda loop, args, parts, by_rows=False: (seen.append((parts, by_rows)),
+                                                                   real_run_parts(loop, args, parts, by_rows)))
+    before = accel.set_threads(1)
+    try:
+        with fast.enabled(True):
+            want = run(layer, x, lengths, s0, dout)
+        assert set(seen) == {(1, False)}
+        for threads in (2, 3):
+            seen.clear()
+            accel.set_threads(threads)
+            assert fast_gemm.plan(H, B, T, np.float32) == (threads, True)
+            with fast.enabled(True):
+                got = run(layer, x, lengths, s0, dout)
+            assert set(seen) == {(threads, True)}
+            for i, (a, b) in enumerate(zip(got, want)):
+                np.testing.assert_array_equal(a, b, err_msg=f"output {i}, {threads} threads")
+    finally:
+        accel.set_threads(before)
+
+
+def test_loops_split_by_rows_only_on_own_threads_and_with_rows_enough(monkeypatch):
+    from seqmodels.cells import fast_gemm
+    from seqmodels.core import accel
+
+    before = accel.set_threads(None)
+    try:
+        assert fast_gemm.plan(128, 32, 64, np.float32)[0] == 1 or accel.threads() == 1 or not accel.owns_threads()
+        accel.set_threads(2)
+        assert fast_gemm.plan(128, 32, 64, np.float32) == (2, True)
+        assert fast_gemm.plan(128, 2 * fast_gemm.ROWS_MIN - 1, 64, np.float32) == (1, False)   # too few rows
+        assert fast_gemm.plan(128, 32, fast_gemm.PACK_MIN_STEPS - 1, np.float32) == (1, False)
+        assert fast_gemm.plan(512, 32, 64, np.float32) == (2, False)                          # wide: by units
+        accel.set_threads(1)
+        assert fast_gemm.plan(128, 32, 64, np.float32) == (1, False)
+    finally:
+        accel.set_threads(before)
