@@ -20,6 +20,7 @@ if "numpy" not in _sys.modules:
 from ._version import __version__  # noqa: E402
 from .core.errors import (CheckpointError, ConfigError, DataError, DTypeError, NonFiniteError, SeqModelsError,
                           ShapeError)
+from .core.accel import set_threads
 from .core.params import ParamDict
 from .layers import (GRU, LSTM, RNN, Bidirectional, BiState, Dense, Embedding, Layer, LSTMState, Recurrent,
                      Stack, make_recurrent)
@@ -37,5 +38,5 @@ __all__ = [
     "Dense", "Embedding", "Layer", "ParamDict", "make_recurrent", "Model", "load_model", "LanguageModel",
     "NGramLM", "Seq2Seq", "SequenceGenerator", "Tagger", "Classifier", "core", "data", "diagnostics", "interop", "io", "text", "training",
     "SeqModelsError", "ConfigError", "ShapeError", "DTypeError", "DataError", "CheckpointError",
-    "NonFiniteError",
+    "NonFiniteError", "set_threads",
 ]

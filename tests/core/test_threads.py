@@ -143,6 +143,9 @@ def test_a_worker_woken_on_the_callers_core_moves_and_keeps_its_cores():
 
 
 def test_command_line_threads_are_seqmodels_own(monkeypatch):
+    import seqmodels
+
+    assert seqmodels.set_threads is accel.set_threads
     from seqmodels.cli.main import _set_threads
 
     before = accel.set_threads(None)
