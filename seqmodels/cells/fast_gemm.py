@@ -61,8 +61,8 @@ except ImportError:          # importable without numba (documentation); only fa
         return lambda f: f
 
 __all__ = ["MR", "KC", "PACK_MIN_STEPS", "panel_width", "pack", "gemm_packed", "gemm", "gemm_blocks", "from_row",
-           "operand", "split", "share", "barrier", "wait_count", "spin_until", "count_up", "parts_for", "plan", "run_parts",
-           "gemm_functions"]
+           "operand", "split", "share", "barrier", "wait_count", "spin_until", "count_up", "parts_for", "plan",
+           "run_parts", "gemm_functions"]
 
 MR = 8          # rows of C per register block
 KC = 256        # steps of k per run over a panel

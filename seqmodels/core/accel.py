@@ -27,8 +27,8 @@ import numpy as np
 
 from . import blas
 
-__all__ = ["available", "is_enabled", "set_enabled", "kernels", "threads", "set_threads", "owns_threads", "parallel_for",
-           "on_threads", "matmul", "gemm_add", "why_unavailable"]
+__all__ = ["available", "is_enabled", "set_enabled", "kernels", "threads", "set_threads", "owns_threads", "in_part",
+           "parallel_for", "on_threads", "matmul", "gemm_add", "why_unavailable"]
 
 #: the one switch of every compiled path (the cells' loops read it too)
 FLAG = {"on": os.environ.get("SEQMODELS_FAST", "1").strip().lower() not in ("0", "false", "no", "off"),
