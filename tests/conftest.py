@@ -27,22 +27,11 @@ def rng():
     return np.random.default_rng(1234)
 
 
-def _thread_setting():
-    from seqmodels.core import accel, blas
-    return dict(accel._OWN), blas.get_num_threads()
-
-
-_THREADS_AT_START = _thread_setting()
-
-
 @pytest.fixture(autouse=True)
 def _threads_restored():
     """The command line's --threads (run in-process by the CLI tests, also from their module fixtures)
-    sets seqmodels' threads for the whole process; after every test the session's first setting is back."""
+    sets seqmodels' threads for the whole process; after every test seqmodels follows the BLAS again and
+    the BLAS has the threads it had before (``set_threads(None)``; nothing to do when it was not set)."""
     yield
-    from seqmodels.core import accel, blas
-    if _thread_setting() != _THREADS_AT_START:
-        accel._OWN.clear()
-        accel._OWN.update(_THREADS_AT_START[0])
-        if _THREADS_AT_START[1]:
-            blas.set_num_threads(_THREADS_AT_START[1])
+    from seqmodels.core import accel
+    accel.set_threads(None)

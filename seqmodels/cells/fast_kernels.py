@@ -95,7 +95,7 @@ def _tanh_into(src, dst, count):
 
 
 @njit(inline="always")
-def _propagate(da_all, dz, t, Wq, n, K, H, u0, u1, r0, r1, part, meet, bar, parts):
+def _propagate(da_all, dz, t, Wq, n, K, H, u0, u1, r0, r1, part, parts, meet, bar):
     """The end of a backward step: once every thread's share of ``dz<t>`` (K = G·H columns) is written,
     ``δa<t-1> = W_hᵀ dz<t>`` for this thread's units [u0, u1) and rows [r0, n), and the rows of [r0, r1)
     that had finished are zeroed (they must not reach the weight gradients; by one thread when the
@@ -110,7 +110,8 @@ def _propagate(da_all, dz, t, Wq, n, K, H, u0, u1, r0, r1, part, meet, bar, part
 
 
 # ------------------------------------------------------------------------------------------- LSTM
-# Every loop takes (part, parts, bar) last: it runs hidden units [u0, u1) of split(), see fast_gemm.
+# Every loop takes (part, parts, by_rows, bar) last: it runs the hidden units [u0, u1) and batch rows
+# [r0, r1) of share(), see fast_gemm; ``meet``: the threads split the units and meet at a barrier.
 @njit(**_JIT)
 def _lstm_forward(G, a, c, tc, Wq, sizes, P, peep, part, parts, by_rows, bar):
     T, B, GH = G.shape
@@ -165,7 +166,7 @@ def _lstm_backward(G, c, tc, Wq, sizes, P, da_all, dc_all, dout_t, has_dout, dz,
                 do[j] = (one - o[j]) * o[j] * th[j] * da             # dzΓo
                 dcc[j] = (one - cc[j] * cc[j]) * u[j] * dc           # dzc~
                 dc_r[j] = dc * f[j] + (pu[j] * du[j] + pf[j] * df[j] + po[j] * do[j])   # δc<t-1>
-        if not _propagate(da_all, dz, t, Wq, n, GH, H, u0, u1, r0, r1, part, meet, bar, parts):
+        if not _propagate(da_all, dz, t, Wq, n, GH, H, u0, u1, r0, r1, part, parts, meet, bar):
             return
 
 
@@ -400,7 +401,7 @@ def _rnn_backward(a, Wq, sizes, relu, da_all, dout_t, has_dout, dz, part, parts,
                 da = da_r[j] + dout[j] if has_dout else da_r[j]
                 g = (one if out[j] > zero else zero) if relu else one - out[j] * out[j]
                 d[j] = g * da                                         # dz = δa g'(z)
-        if not _propagate(da_all, dz, t, Wq, n, H, H, u0, u1, r0, r1, part, meet, bar, parts):
+        if not _propagate(da_all, dz, t, Wq, n, H, H, u0, u1, r0, r1, part, parts, meet, bar):
             return
 
 

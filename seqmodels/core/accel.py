@@ -124,15 +124,14 @@ def set_threads(n: int | None) -> int | None:
 
     With ``n`` set, every BLAS call runs single-threaded and seqmodels splits the work over its own
     threads: the big GEMMs (:func:`matmul`, :func:`gemm_add`) by rows or columns, the compiled time
-    loops by batch rows or hidden units, stacked layers as a pipeline. OpenBLAS's own worker threads then
+    loops by batch rows or hidden units (and a pipelined stack, when switched on, its layers). OpenBLAS's
+    own worker threads then
     never start, so none of them spins on a core that one of seqmodels' threads needs (on two cores,
     OpenBLAS's idle worker keeps the second core for ~7 ms after each call). ``None`` gives the BLAS
     back the thread count it had before and makes seqmodels follow it again. The command line's
     ``--threads`` calls this.
     """
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        from .errors import ConfigError
-        raise ConfigError(f"n: expected a number of threads >= 1 or None, got {n!r}")
+    blas.check_threads(n)
     before = _OWN["threads"]
     if n is not None:
         if before is None:

@@ -54,13 +54,18 @@ def step_threads() -> int | None:
     return _STEP["threads"]
 
 
+def check_threads(n) -> None:
+    """Raise ConfigError unless ``n`` is a number of threads (an int >= 1) or None."""
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        from .errors import ConfigError
+        raise ConfigError(f"n: expected a number of threads >= 1 or None, got {n!r}")
+
+
 def set_step_threads(n: int | None) -> int | None:
     """Run the time loops' small per-step GEMMs on ``n`` BLAS threads (None: leave the BLAS alone);
     returns the previous setting. One thread keeps a step from waiting for a second core that
     another process holds."""
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        from .errors import ConfigError
-        raise ConfigError(f"n: expected a number of threads >= 1 or None, got {n!r}")
+    check_threads(n)
     before = _STEP["threads"]
     _STEP["threads"] = n
     return before
