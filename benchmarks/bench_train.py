@@ -9,7 +9,9 @@ The step (see benchmarks/common.py): embedding -> L recurrent layers -> linear -
 backward -> clip (global norm 5) -> Adam, the state carried from window to window, float32, both
 frameworks built with the same sizes. Each row warms both up, then times them in turns, repeat by
 repeat, with a pause between them (OpenBLAS's worker threads spin for a while after each call and
-would slow a PyTorch region started meanwhile); medians are reported.
+would slow a PyTorch region started meanwhile); a repeat is as many steps as make the slower framework
+take ~0.3 s (``--seconds``), so that it measures training step after step rather than the first step
+after a pause (slower for both: the CPUs come back from idle); medians are reported.
 
 Columns: ms per step for each framework, ``speed`` = PyTorch time / seqmodels time (> 1: seqmodels is
 faster), seqmodels' GEMM rate, and the physical limit — the step's GEMM FLOPs over the best GEMM rate
@@ -38,17 +40,11 @@ from seqmodels.layers import pipeline  # noqa: E402
 QUICK = dict(configs=["char128-1", "char512-1"], cells=["lstm", "gru", "rnn"], threads=[2], repeats=3)
 
 
-def steps_per_repeat(cfg) -> int:
-    """Enough steps that one repeat takes ~0.2-1 s."""
-    return 2 if cfg.H >= 512 else 5
-
-
-def bench_row(cell: str, cfg, repeats: int, pause: float) -> dict:
-    steps = steps_per_repeat(cfg)
+def bench_row(cell: str, cfg, repeats: int, pause: float, seconds: float) -> dict:
     runners = {"seqmodels": make_step("seqmodels", cell, cfg)}
     if CELLS[cell][2] is not None:
         runners["torch"] = make_step("torch", cell, cfg)
-    times = alternate(runners, repeats, steps, warmup=2, pause=pause)
+    steps, times = alternate(runners, repeats, seconds=seconds, warmup=2, pause=pause)
     row = {"config": cfg.name, "cell": cell, "steps_per_repeat": steps, "times": times,
            "ms": {k: 1e3 * median(v) for k, v in times.items()}, "flops": train_flops(cell, cfg)}
     if "torch" in row["ms"]:
@@ -69,6 +65,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--pause", type=float, default=0.2, help="seconds between the frameworks' turns")
+    ap.add_argument("--seconds", type=float, default=0.3,
+                    help="length of one repeat (steps per repeat: enough for the slower framework to take this long)")
     ap.add_argument("--no-rss", action="store_true", help="skip the peak-memory subprocesses")
     ap.add_argument("--fast", choices=("auto", "off"), default="auto",
                     help="off: run seqmodels on its NumPy loops even when numba is installed")
@@ -120,7 +118,7 @@ def main(argv=None) -> int:
         for name in args.configs:
             cfg = CONFIGS[name]
             for cell in args.cells:
-                row = bench_row(cell, cfg, args.repeats, args.pause)
+                row = bench_row(cell, cfg, args.repeats, args.pause, args.seconds)
                 row["threads"] = n
                 rate = gemm[n]["installed"]["gflops"] * 1e9
                 row["gflops"] = row["flops"] / (row["ms"]["seqmodels"] * 1e-3) / 1e9

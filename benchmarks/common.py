@@ -14,6 +14,7 @@ float32. Use from the benchmark scripts (``python benchmarks/bench_train.py``), 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
@@ -177,15 +178,24 @@ def make_step(framework: str, cell: str, cfg: Config, seed: int = 0):
     return (SeqmodelsStep if framework == "seqmodels" else TorchStep)(cell, cfg, seed)
 
 
-def alternate(runners: dict, repeats: int, steps: int, warmup: int = 2, pause: float = 0.2) -> dict:
-    """Time each runner ``steps`` calls per repeat, the runners taking turns repeat by repeat.
+def alternate(runners: dict, repeats: int, seconds: float = 0.3, warmup: int = 2,
+              pause: float = 0.2) -> tuple[int, dict]:
+    """Time the runners in turns, repeat by repeat, each repeat ``steps`` calls long.
 
-    A pause between runners lets OpenBLAS's spinning worker threads go to sleep before the other
-    framework starts. Returns name -> list of seconds per call (one entry per repeat).
+    ``steps`` is the same for every runner: enough calls that the slower one's repeat lasts about
+    ``seconds`` (at least 2), from the last warm-up call's time. A repeat measures training as it runs,
+    step after step: the first calls after a pause are slower for both frameworks (the CPUs come back
+    from idle), a cost paid once per pause, which a longer repeat spreads out. A pause between runners
+    lets OpenBLAS's spinning worker threads go to sleep before the other framework starts.
+    Returns (steps, name -> list of seconds per call, one entry per repeat).
     """
+    slowest = 0.0
     for fn in runners.values():
         for _ in range(warmup):
+            t0 = time.perf_counter()
             fn()
+        slowest = max(slowest, time.perf_counter() - t0)
+    steps = max(2, math.ceil(seconds / slowest))
     times = {name: [] for name in runners}
     for _ in range(repeats):
         for name, fn in runners.items():
@@ -194,7 +204,7 @@ def alternate(runners: dict, repeats: int, steps: int, warmup: int = 2, pause: f
             for _ in range(steps):
                 fn()
             times[name].append((time.perf_counter() - t0) / steps)
-    return times
+    return steps, times
 
 
 def median(xs) -> float:
