@@ -431,22 +431,32 @@ def _workers_nap() -> bool:
     return _NAP["v"]
 
 
-def plan(hidden: int, batch: int, steps: int, dtype) -> tuple[int, bool]:
-    """``(threads, by_rows)`` for a loop: split by hidden units when :func:`parts_for` says so; else, when
-    seqmodels runs on threads of its own (``accel.set_threads``, the BLAS on one thread, so no idle
-    BLAS worker holds a core), by batch rows, at least ROWS_MIN rows a thread; else one thread."""
+def plan(hidden: int, batch: int, steps: int, dtype, gates: int = 1) -> tuple[int, bool]:
+    """``(threads, by_rows)`` for a loop of a cell with ``gates`` blocks of recurrent weights.
+
+    When seqmodels runs on threads of its own (``accel.set_threads``, the BLAS on one thread, so no idle
+    BLAS worker holds a core): by batch rows — no barrier per step — when every thread gets at least two
+    register blocks of rows and the packed recurrent weights, which every thread then reads whole each
+    step, are at most ROWS_WEIGHTS_MAX. Else by hidden units when :func:`parts_for` says so; else, on
+    own threads, by rows (at least ROWS_MIN a thread); else one thread.
+    """
+    rows = min(accel.threads(), batch // ROWS_MIN) if accel.owns_threads() and steps >= PACK_MIN_STEPS else 1
+    weights = gates * hidden * hidden * np.dtype(dtype).itemsize
+    if rows > 1 and batch // rows >= 2 * ROWS_MIN and weights <= ROWS_WEIGHTS_MAX:
+        return rows, True
     parts = parts_for(hidden, steps, dtype)
     if parts > 1:
         return parts, False
-    if accel.owns_threads() and steps >= PACK_MIN_STEPS:
-        parts = min(accel.threads(), batch // ROWS_MIN)
-        if parts > 1:
-            return parts, True
-    return 1, False
+    return (rows, True) if rows > 1 else (1, False)
 
 
 #: fewest batch rows per thread of a loop split by rows (one register block of the per-step product)
 ROWS_MIN = MR
+#: the largest packed recurrent weights a loop is split by rows for (measured, 2 threads, B = 32, steps
+#: per unit split -> by rows: H = 256 LSTM 68.0 -> 63.4 ms, GRU 62.7 -> 53.5; H = 512 (4 MiB for an LSTM)
+#: RNN 38.1 -> 36.5, GRU 105.7 -> 101.4, LSTM 130.3 -> 129.1; H = 1024 (12-16 MiB) LSTM 215.5 -> 220.0,
+#: GRU 163.4 -> 168.0: there each thread is better off reading only its share of the weights)
+ROWS_WEIGHTS_MAX = 4 << 20
 
 
 def _run_part(lo, hi, loop, args, parts, by_rows, bar):

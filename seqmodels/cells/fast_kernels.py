@@ -173,8 +173,8 @@ def _lstm_backward(G, c, tc, Wq, sizes, P, da_all, dc_all, dout_t, has_dout, dz,
 # A loop over one time slice of a longer run (a pipelined stack, see seqmodels.layers.pipeline) gets
 # buffers with a ``memo`` (Cell.time_slice): its weights are packed once for the whole run, and it runs
 # on the calling thread alone (the pipeline's threads are the other cores).
-def _plan(buf, hidden, batch, steps, dtype) -> tuple[int, bool]:
-    return (1, False) if getattr(buf, "memo", None) is not None else plan(hidden, batch, steps, dtype)
+def _plan(buf, hidden, batch, steps, dtype, gates) -> tuple[int, bool]:
+    return (1, False) if getattr(buf, "memo", None) is not None else plan(hidden, batch, steps, dtype, gates)
 
 
 def _operand(buf, key, W, steps, blocks=1):
@@ -188,7 +188,7 @@ def _operand(buf, key, W, steps, blocks=1):
 
 def lstm_forward(cell, buf, WhT, sizes) -> bool:
     P = 0.5 * cell.peepholes(buf.G.dtype)
-    parts, by_rows = _plan(buf, cell.hidden_size, buf.G.shape[1], len(sizes), WhT.dtype)
+    parts, by_rows = _plan(buf, cell.hidden_size, buf.G.shape[1], len(sizes), WhT.dtype, 4)
     Wq = _operand(buf, "Wh", WhT, len(sizes), 1 if parts == 1 or by_rows else 4)
     run_parts(_lstm_forward, (buf.G, buf.a, buf.c, buf.tc, Wq, sizes, P, cell.peephole), parts, by_rows)
     return True
@@ -208,7 +208,7 @@ def lstm_backward(cell, buf, W_h, sizes, carry, dout_t, dz) -> bool:
     P = cell.peepholes(dz.dtype)
     has = dout_t is not None
     d = dout_t if has else np.zeros((1, 1, 1), dz.dtype)
-    parts, by_rows = _plan(buf, cell.hidden_size, dz.shape[1], len(sizes), dz.dtype)
+    parts, by_rows = _plan(buf, cell.hidden_size, dz.shape[1], len(sizes), dz.dtype, 4)
     run_parts(_lstm_backward, (buf.G, buf.c, buf.tc, _operand(buf, "W", W, len(sizes)), sizes, P, carry[0], carry[1], d,
                                has, dz), parts, by_rows)
     return True
@@ -343,7 +343,7 @@ def gru_forward(cell, buf, WhT, sizes, WcT=None) -> bool:
     empty = np.zeros((1, 1, 1), G.dtype)
     b_ca = cell.P["b_ca"].astype(G.dtype, copy=False) if v == 2 else np.zeros(1, G.dtype)
     tmp = np.empty((B, 3 * H), G.dtype) if v == 2 else np.zeros((1, 1), G.dtype)
-    parts, by_rows = _plan(buf, H, B, T, G.dtype)
+    parts, by_rows = _plan(buf, H, B, T, G.dtype, 3)
     Wq = _operand(buf, "Wh", WhT, T, 1 if parts == 1 or by_rows else WhT.shape[1] // H)
     WcQ = _operand(buf, "Wc", WcT, T) if v == 1 else np.zeros((1, 1), G.dtype)
     run_parts(_gru_forward, (G, buf.a, Wq, WcQ, sizes, v, b_ca, buf.ra if v == 1 else empty,
@@ -363,7 +363,7 @@ def gru_backward(cell, buf, W_h, sizes, carry, dout_t, dz) -> bool:
     dra = np.empty((B, H), dz.dtype) if v == 1 else np.zeros((1, 1), dz.dtype)
     run_parts(_gru_backward, (buf.G, buf.a, _operand(buf, "W", W, T), sizes, v, buf.hc if v == 2 else empty,
                               buf.dhc if v == 2 else empty, carry[0], dout_t if has else empty, has, dz, S, dra),
-              *_plan(buf, H, B, T, dz.dtype))
+              *_plan(buf, H, B, T, dz.dtype, 3))
     return True
 
 
@@ -407,7 +407,7 @@ def _rnn_backward(a, Wq, sizes, relu, da_all, dout_t, has_dout, dz, part, parts,
 
 def rnn_forward(cell, buf, WhT, sizes) -> bool:
     args = (buf.G, buf.a, _operand(buf, "Wh", WhT, len(sizes)), sizes, cell.activation == "relu")
-    run_parts(_rnn_forward, args, *_plan(buf, cell.hidden_size, buf.G.shape[1], len(sizes), WhT.dtype))
+    run_parts(_rnn_forward, args, *_plan(buf, cell.hidden_size, buf.G.shape[1], len(sizes), WhT.dtype, 1))
     return True
 
 
@@ -418,7 +418,7 @@ def rnn_backward(cell, buf, W_h, sizes, carry, dout_t, dz) -> bool:
     has = dout_t is not None
     d = dout_t if has else np.zeros((1, 1, 1), dz.dtype)
     args = (buf.a, _operand(buf, "W", W, len(sizes)), sizes, cell.activation == "relu", carry[0], d, has, dz)
-    run_parts(_rnn_backward, args, *_plan(buf, cell.hidden_size, dz.shape[1], len(sizes), dz.dtype))
+    run_parts(_rnn_backward, args, *_plan(buf, cell.hidden_size, dz.shape[1], len(sizes), dz.dtype, 1))
     return True
 
 

@@ -240,7 +240,11 @@ def test_loops_split_by_rows_only_on_own_threads_and_with_rows_enough(monkeypatc
         assert fast_gemm.plan(128, 32, 64, np.float32) == (2, True)
         assert fast_gemm.plan(128, 2 * fast_gemm.ROWS_MIN - 1, 64, np.float32) == (1, False)   # too few rows
         assert fast_gemm.plan(128, 32, fast_gemm.PACK_MIN_STEPS - 1, np.float32) == (1, False)
-        assert fast_gemm.plan(512, 32, 64, np.float32) == (2, False)                          # wide: by units
+        assert fast_gemm.plan(512, 32, 64, np.float32, 4) == (2, True)      # 4 MiB of weights: still by rows
+        assert fast_gemm.plan(1024, 32, 64, np.float32, 4) == (2, False)    # 16 MiB: each thread its units
+        assert fast_gemm.plan(1024, 32, 64, np.float64, 1) == (2, False)    # (8 MiB in float64)
+        assert fast_gemm.plan(512, 16, 64, np.float32, 1) == (2, False)     # one register block a thread: units
+        assert fast_gemm.plan(128, 16, 64, np.float32, 1) == (2, True)      # ...unless too narrow to split
         accel.set_threads(1)
         assert fast_gemm.plan(128, 32, 64, np.float32) == (1, False)
     finally:
