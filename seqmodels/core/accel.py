@@ -252,33 +252,39 @@ def _gemm_cuts(m: int, n: int, k: int) -> tuple[str, list[int]] | None:
     return (axis, cuts) if len(cuts) > 2 else None
 
 
-def _pieces(how, A, B, C):
+def _pieces(how, A, B, C, bias=None):
     axis, cuts = how
     for lo, hi in zip(cuts[:-1], cuts[1:]):
         if axis == "rows":
-            yield A[lo:hi], B, C[lo:hi]
+            yield A[lo:hi], B, C[lo:hi], bias
         else:
-            yield A, B[:, lo:hi], C[:, lo:hi]
+            yield A, B[:, lo:hi], C[:, lo:hi], None if bias is None else bias[lo:hi]
 
 
 def _matmul_piece(i, pieces):
-    A, B, C = pieces[i]
+    A, B, C, bias = pieces[i]
     np.matmul(A, B, out=C)
+    if bias is not None:
+        C += bias
 
 
 def _gemm_add_piece(i, pieces):
-    A, B, C = pieces[i]
+    A, B, C, _ = pieces[i]
     blas.gemm_add(C, A, B)
 
 
-def matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``out = A @ B`` for 2-D arrays: one NumPy call, or split by rows/columns of ``out`` over seqmodels'
-    own threads when it owns them (:func:`set_threads`) and the product is big enough to gain.
-    The parts are the same products on fewer rows, so the result does not depend on the split."""
+def matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """``out = A @ B (+ bias)`` for 2-D arrays: one NumPy call, or split by rows/columns of ``out`` over
+    seqmodels' own threads when it owns them (:func:`set_threads`) and the product is big enough to gain.
+    The parts are the same products on fewer rows, so the result does not depend on the split; each
+    thread adds ``bias`` (broadcast over the rows) to its own part while it is still in cache."""
     how = _gemm_cuts(A.shape[0], B.shape[1], A.shape[1])
     if how is None:
-        return np.matmul(A, B, out=out)
-    pieces = list(_pieces(how, A, B, out))
+        np.matmul(A, B, out=out)
+        if bias is not None:
+            out += bias
+        return out
+    pieces = list(_pieces(how, A, B, out, bias))
     _on_threads(_matmul_piece, [(i, pieces) for i in range(len(pieces))])
     return out
 

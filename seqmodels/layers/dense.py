@@ -49,8 +49,7 @@ class Dense(Layer):
         x = self._check_input(x)
         z = workspace.empty(x.shape[:-1] + (self.out_features,), self.dtype)
         accel.matmul(x.reshape(-1, self.in_features), self.params["W_y"].T,        # one 2-D GEMM (a 3-D
-                     out=z.reshape(-1, self.out_features))                       # matmul loops over B)
-        z += self.params["b_y"]
+                     out=z.reshape(-1, self.out_features), bias=self.params["b_y"])  # matmul loops over B)
         if self.activation == "tanh":
             np.tanh(z, out=z)
         elif self.activation == "relu":

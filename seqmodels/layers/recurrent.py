@@ -214,22 +214,28 @@ class Recurrent(Layer):
         return cache._replace(buf=buf)
 
     def projection(self, embedding=None) -> tuple:
-        """``(W_xᵀ, b)`` as :meth:`project` reads them (scaled, see :meth:`input_weights`; ``E W_xᵀ`` with
-        an embedding folded in)."""
+        """``(W_xᵀ, b)`` as :meth:`project` reads them (scaled, see :meth:`input_weights`); with an embedding
+        folded in, ``(E W_xᵀ + b, None)``: the bias added once per vocabulary row, not once per position."""
         W_xT, b = self.input_weights()
-        return (W_xT if embedding is None else embedding @ W_xT), b
+        if embedding is None:
+            return W_xT, b
+        table = embedding @ W_xT
+        table += b
+        return table, None
 
     def project(self, cache: RecurrentCache, W_xT, b, t0: int, t1: int) -> None:
-        """``G[t] = W_x x<t> + b`` (scaled) for steps [t0, t1): one GEMM, or a row lookup for ids."""
+        """``G[t] = W_x x<t> + b`` (scaled) for steps [t0, t1): one GEMM, or a row lookup for ids (``b`` None:
+        already in the rows looked up)."""
         xs = cache.x[t0:t1]
         G = cache.buf.G[t0:t1].reshape(xs.shape[0] * xs.shape[1], -1)
         if xs.ndim == 2:
             # W_x o<w> = column w of W_x; the ids were range-checked, and mode="raise" would copy
             # ``out`` through a fresh temporary (3-12 ms a call at char-128 sizes, page faults included)
             np.take(W_xT, xs.reshape(-1), axis=0, out=G, mode="clip")
-        else:
-            accel.matmul(xs.reshape(G.shape[0], -1), W_xT, out=G)        # W_x x<t> for all t: one GEMM
-        G += b
+            if b is not None:
+                G += b
+        else:                                                            # W_x x<t> + b for all t: one GEMM
+            accel.matmul(xs.reshape(G.shape[0], -1), W_xT, out=G, bias=b)
 
     def output(self, cache: RecurrentCache) -> np.ndarray:
         """(B, T, H) outputs in the caller's order, zero past each length."""

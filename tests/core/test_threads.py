@@ -56,6 +56,22 @@ def test_split_gemms_equal_one_call(own2, rng, shape, monkeypatch):
     out = np.empty((n, m)).T                                             # an output written through .T
     accel.matmul(A, B, out)
     np.testing.assert_allclose(out, A @ B, rtol=1e-12, atol=1e-12)
+    bias = rng.standard_normal(n)                                        # each part adds its share of it
+    accel.matmul(A, B, out, bias=bias)
+    np.testing.assert_allclose(out, A @ B + bias, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("owned", [True, False])
+def test_matmul_adds_the_bias_split_or_not(rng, owned, monkeypatch):
+    monkeypatch.setattr(accel, "GEMM_SPLIT_MIN", 1)
+    before = accel.set_threads(2 if owned else None)
+    try:
+        A, B, bias = rng.standard_normal((40, 7)), rng.standard_normal((7, 30)), rng.standard_normal(30)
+        assert (accel._gemm_cuts(40, 30, 7) is not None) is owned
+        out = accel.matmul(A, B, np.empty((40, 30)), bias=bias)
+        np.testing.assert_allclose(out, A @ B + bias, rtol=1e-12, atol=1e-12)
+    finally:
+        accel.set_threads(before)
 
 
 def test_small_gemms_and_parts_of_parallel_calls_are_not_split(own2, monkeypatch):
