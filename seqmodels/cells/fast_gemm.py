@@ -452,8 +452,8 @@ def plan(hidden: int, batch: int, steps: int, dtype, gates: int = 1) -> tuple[in
 
 #: fewest batch rows per thread of a loop split by rows (one register block of the per-step product)
 ROWS_MIN = MR
-#: the largest packed recurrent weights a loop is split by rows for (measured, 2 threads, B = 32, steps
-#: per unit split -> by rows: H = 256 LSTM 68.0 -> 63.4 ms, GRU 62.7 -> 53.5; H = 512 (4 MiB for an LSTM)
+#: the largest packed recurrent weights a loop is split by rows for (measured, 2 threads, B = 32, ms per
+#: training step by units -> by rows: H = 256 LSTM 68.0 -> 63.4 ms, GRU 62.7 -> 53.5; H = 512 (4 MiB for an LSTM)
 #: RNN 38.1 -> 36.5, GRU 105.7 -> 101.4, LSTM 130.3 -> 129.1; H = 1024 (12-16 MiB) LSTM 215.5 -> 220.0,
 #: GRU 163.4 -> 168.0: there each thread is better off reading only its share of the weights)
 ROWS_WEIGHTS_MAX = 4 << 20
