@@ -2,7 +2,8 @@
 
 Each loop becomes one compiled call for the whole sequence: per step, one GEMM on the recurrent
 weights packed once per sequence (:mod:`seqmodels.cells.fast_gemm`; accumulating into the gate
-buffer: ``G[t] += a<t-1> W_hᵀ``) and one fused pass over the gates, instead of a dozen NumPy calls and their Python overhead. The arithmetic is the
+buffer: ``G[t] += a<t-1> W_hᵀ``) and one fused pass over the gates, instead of a dozen NumPy calls
+and their Python overhead. The arithmetic is the
 NumPy loops' (same equations, same buffers, same order of operations per element), so results agree
 to rounding: float32 to a few ulp of float32 (a vectorisable ``tanh`` within 2.2 ulp of the exact
 value, see :mod:`seqmodels.cells.fast_kernels`). Only float32 runs compiled by default; float64 (for

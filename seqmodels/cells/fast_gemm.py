@@ -98,7 +98,8 @@ def _micro_kernel(rows: int, double: bool):
             acc = [[cgutils.alloca_once(builder, vec) for _ in range(2)] for _ in range(rows)]
 
             def c_at(r, h):                        # &C[r, h*lanes] as a vector pointer
-                return builder.bitcast(builder.gep(c, [builder.add(builder.mul(const(r), ldc), const(h * lanes))]), vptr)
+                at = builder.add(builder.mul(const(r), ldc), const(h * lanes))
+                return builder.bitcast(builder.gep(c, [at]), vptr)
 
             for r in range(rows):
                 for h in range(2):
@@ -411,7 +412,7 @@ def blas_workers_nap() -> bool:
 
 
 def parts_for(hidden: int, steps: int, dtype) -> int:
-    """Threads for a loop: the BLAS's count (the per-step GEMM threads, see ``blas.step_threads``) when the
+    """Threads for a loop split by hidden units: seqmodels' thread count (``accel.threads``) when the
     weights get packed, the layer has at least SPLIT_MIN_UNITS units and OpenBLAS's idle threads nap
     (:func:`blas_workers_nap`); else 1."""
     p = 1 if accel.in_part() else accel.threads()

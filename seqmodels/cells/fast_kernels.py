@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from ..core.accel_kernels import exp_parts32, fma
-from .fast_gemm import barrier, from_row, gemm, gemm_blocks, gemm_functions, operand, plan, run_parts, share
+from .fast_gemm import barrier, from_row, gemm_blocks, gemm_functions, operand, plan, run_parts, share
 
 try:
     import numba

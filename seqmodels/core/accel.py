@@ -166,10 +166,7 @@ def parallel_for(n: int, fn, *args, cost: int | None = None, with_part: bool = F
     """
     k = parts_for(n, cost)
     bounds = [n * i // k for i in range(k + 1)]
-    calls = [(bounds[i], bounds[i + 1], *((i,) if with_part else ()), *args) for i in range(k)]
-    if k == 1:
-        return [fn(*calls[0])]
-    return _on_threads(fn, calls)
+    return _on_threads(fn, [(bounds[i], bounds[i + 1], *((i,) if with_part else ()), *args) for i in range(k)])
 
 
 def on_threads(k: int, fn, *args) -> list:
@@ -261,11 +258,14 @@ def _pieces(how, A, B, C, bias=None):
             yield A, B[:, lo:hi], C[:, lo:hi], None if bias is None else bias[lo:hi]
 
 
-def _matmul_piece(i, pieces):
-    A, B, C, bias = pieces[i]
+def _product(A, B, C, bias):
     np.matmul(A, B, out=C)
     if bias is not None:
         C += bias
+
+
+def _matmul_piece(i, pieces):
+    _product(*pieces[i])
 
 
 def _gemm_add_piece(i, pieces):
@@ -280,9 +280,7 @@ def matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray, bias: np.ndarray | Non
     thread adds ``bias`` (broadcast over the rows) to its own part while it is still in cache."""
     how = _gemm_cuts(A.shape[0], B.shape[1], A.shape[1])
     if how is None:
-        np.matmul(A, B, out=out)
-        if bias is not None:
-            out += bias
+        _product(A, B, out, bias)
         return out
     pieces = list(_pieces(how, A, B, out, bias))
     _on_threads(_matmul_piece, [(i, pieces) for i in range(len(pieces))])

@@ -217,7 +217,8 @@ def _cblas():
     idx = ctypes.c_int64 if ilp64 else ctypes.c_int
     _ILP64[0] = ilp64
     out = {}
-    for dtype, name, real in ((np.dtype(np.float32), sname, ctypes.c_float), (np.dtype(np.float64), dname, ctypes.c_double)):
+    for dtype, name, real in ((np.dtype(np.float32), sname, ctypes.c_float),
+                              (np.dtype(np.float64), dname, ctypes.c_double)):
         f = getattr(lib, name)
         f.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, idx, idx, idx, real, ctypes.c_void_p, idx,
                       ctypes.c_void_p, idx, real, ctypes.c_void_p, idx]
