@@ -191,10 +191,11 @@ def alternate(runners: dict, repeats: int, seconds: float = 0.3, warmup: int = 2
     """
     slowest = 0.0
     for fn in runners.values():
-        for _ in range(warmup):
+        for _ in range(max(warmup, 1)):             # at least one: the last warm-up call sizes the repeats
             t0 = time.perf_counter()
             fn()
-        slowest = max(slowest, time.perf_counter() - t0)
+            last = time.perf_counter() - t0
+        slowest = max(slowest, last)
     steps = max(2, math.ceil(seconds / slowest))
     times = {name: [] for name in runners}
     for _ in range(repeats):
