@@ -20,10 +20,14 @@ Thread j of P runs the layers l ≡ j (mod P), its tasks in order of the wavefro
 only ever waits for one of an earlier wavefront: no deadlock. Threads count finished chunks per layer
 (atomic counters and a spin wait with the compiled accelerator, a condition variable without it). The
 results are the layer-by-layer results: the same products, the same order of operations per element
-(only the GEMMs' blocking differs, so float32 agrees to rounding; tested against the sequential run).
+(only the GEMMs' blocking differs, so float32 agrees to rounding; tested against a layer-by-layer walk).
 
-Used by :class:`~seqmodels.layers.stack.Stack` for two or more consecutive forward-reading recurrent
-layers when switched on: ``SEQMODELS_PIPELINE=on`` or :func:`set_mode("on") <set_mode>`; it then uses
+:class:`~seqmodels.layers.stack.Stack` runs every two or more consecutive forward-reading recurrent
+layers through :func:`forward` and :func:`backward`: on one thread (``threads=1``) one layer after the
+other over the whole run, each layer's loops as :meth:`Recurrent.forward` runs them, the outputs and
+their gradients handed over as the loops lay them out (sorted rows, time-major: two transposing copies
+less per layer each way than a layer-by-layer walk, whose results they are). Side by side when switched
+on: ``SEQMODELS_PIPELINE=on`` or :func:`set_mode("on") <set_mode>`; it then uses
 NumPy's BLAS's thread count, at least two. Off by default, because it pays only when the second core
 is free, and with OpenBLAS on two threads it is not: after each multi-threaded call OpenBLAS's worker
 spins on its core for ``2^OPENBLAS_THREAD_TIMEOUT`` cycles (seqmodels sets 24, ~7 ms), and a training
@@ -184,7 +188,12 @@ def forward(layers, x, lengths, states, embedding, masks, threads: int):
             xs = workspace.empty(below.buf.a[1:].shape, layers[l].dtype)
         caches.append(layers[l].begin_above(below, xs, states[l]))
     run = bottom.run
-    if run:
+    if run and threads == 1:                                       # one layer after another, whole runs
+        for l, (layer, cache) in enumerate(zip(layers, caches)):
+            if l and tmasks[l - 1] is not None:
+                np.multiply(caches[l - 1].buf.a[1:], tmasks[l - 1], out=cache.x)
+            layer.run(cache)
+    elif run:
         bounds = chunk_bounds(run)
         weights = [layer.projection(c.embedding) for layer, c in zip(layers, caches)]
         packed = [layer.cell.pack(layer.W_h) for layer in layers]
@@ -214,9 +223,22 @@ def backward(layers, caches: list[RecurrentCache], dout, dstates, tmasks, thread
     """
     L, top = len(layers), len(layers) - 1
     carries = [layer.carry(c, dstates[l]) for l, (layer, c) in enumerate(zip(layers, caches))]
-    dzs = [layer.gate_grads(c) for layer, c in zip(layers, caches)]
     bottom = caches[0]
     run = bottom.run
+    if threads == 1:                                               # one layer after another, whole runs
+        d = layers[top].time_major_grad(dout, caches[top]) if run else None
+        for l in range(top, -1, -1):
+            layer, cache = layers[l], caches[l]
+            dz = None                                              # (the layer above's: free for this one)
+            dz = layer.gate_grads(cache)
+            sums = layer.run_backward(cache, carries[l], d, dz)
+            if l and run:
+                d = layer.time_major_input_grad(cache, dz)               # the output gradient of the layer below
+                if tmasks[l - 1] is not None:
+                    d *= tmasks[l - 1]
+        dx = layers[0].input_grad(bottom, dz, sums)
+        return dx, [layer.initial_grad(c, carry) for layer, c, carry in zip(layers, caches, carries)]
+    dzs = [layer.gate_grads(c) for layer, c in zip(layers, caches)]
     sums = None
     if run:
         douts = [workspace.empty(c.buf.a[1:].shape, layer.dtype) for layer, c in zip(layers[:-1], caches[:-1])]

@@ -167,10 +167,7 @@ class Recurrent(Layer):
             step), and the cache for :meth:`backward`.
         """
         cache = self.begin(x, lengths, state, embedding)
-        if cache.run:
-            self.project(cache, *self.projection(cache.embedding), 0, cache.run)
-            with blas.blas_threads(blas.step_threads()):
-                self.cell.forward_loop(cache.buf, self.W_h, cache.sizes)
+        self.run(cache)
         return self.output(cache), self.final_state(cache), cache
 
     # The phases of forward and backward, in order; :mod:`seqmodels.layers.pipeline` calls them one
@@ -212,6 +209,13 @@ class Recurrent(Layer):
             if s0 is not None:
                 getattr(buf, name)[0] = s0[cache.order]
         return cache._replace(buf=buf)
+
+    def run(self, cache: RecurrentCache) -> None:
+        """The input projection and the time loop over the whole run (fills ``cache.buf``)."""
+        if cache.run:
+            self.project(cache, *self.projection(cache.embedding), 0, cache.run)
+            with blas.blas_threads(blas.step_threads()):
+                self.cell.forward_loop(cache.buf, self.W_h, cache.sizes)
 
     def projection(self, embedding=None) -> tuple:
         """``(W_xᵀ, b)`` as :meth:`project` reads them (scaled, see :meth:`input_weights`); with an embedding
@@ -274,13 +278,17 @@ class Recurrent(Layer):
         """
         carry = self.carry(cache, dstate)
         dz = self.gate_grads(cache)
-        sums = None
-        if cache.run:
-            dout_t = self.time_major_grad(dout, cache)
-            with blas.blas_threads(blas.step_threads()):
-                self.cell.backward_loop(cache.buf, self.W_h, cache.sizes, carry, dout_t, dz)
-            sums = self.weight_grads(cache, dz)
+        sums = self.run_backward(cache, carry, self.time_major_grad(dout, cache) if cache.run else None, dz)
         return self.input_grad(cache, dz, sums), self.initial_grad(cache, carry)
+
+    def run_backward(self, cache: RecurrentCache, carry: list, dout_t, dz: np.ndarray):
+        """The backward loop over the whole run (``dout_t``: time-major, see :meth:`time_major_grad`) and the
+        weight gradients; returns :meth:`weight_grads`' token sums."""
+        if not cache.run:
+            return None
+        with blas.blas_threads(blas.step_threads()):
+            self.cell.backward_loop(cache.buf, self.W_h, cache.sizes, carry, dout_t, dz)
+        return self.weight_grads(cache, dz)
 
     def carry(self, cache: RecurrentCache, dstate=None) -> list:
         """The carried state gradients (sorted rows), starting from ``dstate``."""
@@ -346,13 +354,18 @@ class Recurrent(Layer):
         full = run == T and _all_run(cache)                             # dx written everywhere below
         dx = (workspace.empty if full else workspace.zeros)((B, T, self.input_size), self.dtype)
         if run:
-            dxs = accel.matmul(dz.reshape(run * B, -1), self.W_x,
-                              out=workspace.empty((run * B, self.input_size), self.dtype)).reshape(run, B, -1)
+            dxs = self.time_major_input_grad(cache, dz)
             if self.reverse:
                 dx[order[None, :], tidx] = dxs
             else:
                 dx[order, :run] = dxs.transpose(1, 0, 2)
         return dx
+
+    def time_major_input_grad(self, cache: RecurrentCache, dz: np.ndarray) -> np.ndarray:
+        """``dz W_x``: the input gradient (run, B, D) in the loops' order (sorted rows, time-major)."""
+        run, B = cache.run, cache.order.shape[0]
+        return accel.matmul(dz.reshape(run * B, -1), self.W_x,
+                            out=workspace.empty((run * B, self.input_size), self.dtype)).reshape(run, B, -1)
 
     def initial_grad(self, cache: RecurrentCache, carry: list):
         """The gradient w.r.t. the initial state, in the caller's order."""

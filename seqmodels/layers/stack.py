@@ -82,8 +82,10 @@ class Stack(Layer):
         """``embedding`` (V, D): ``x`` are ids of its rows, folded into the first layer's input product
         (see :meth:`Recurrent.forward <seqmodels.layers.recurrent.Recurrent.forward>`).
 
-        With :mod:`seqmodels.layers.pipeline` switched on, consecutive forward-reading recurrent layers run
-        side by side on the cores, a chunk of time at a time; the results are the same.
+        Consecutive forward-reading recurrent layers hand their outputs over as the loops lay them out
+        (sorted rows, time-major: no transposing copies between them, and their gradients likewise), and
+        with :mod:`seqmodels.layers.pipeline` switched on they run side by side on the cores, a chunk of
+        time at a time; the results are those of a layer-by-layer walk.
         """
         if state is not None and len(state) != len(self.layers):
             raise ConfigError(f"state: expected {len(self.layers)} entries (one per layer), got {len(state)}")
@@ -97,7 +99,7 @@ class Stack(Layer):
             j = self._group_end(i)
             threads = pipeline.threads_for(self.layers[i:j], np.shape(h)[1]) if j - i > 1 else 1
             extra = {"embedding": embedding} if i == 0 and embedding is not None else {}
-            if threads > 1:
+            if j - i > 1:
                 inner = [dropout_mask(np.shape(h)[:2] + (self.layers[l].hidden_size,), self.dropout, self.rng,
                                       self.dtype) if drop else None for l in range(i, j - 1)]
                 h, fins, cs, tmasks = pipeline.forward(self.layers[i:j], h, lengths, states[i:j],

@@ -10,6 +10,7 @@ import seqmodels as sm
 from seqmodels.cells import fast
 from seqmodels.core import blas
 from seqmodels.core.errors import ConfigError
+from seqmodels.core.functional import dropout_mask
 from seqmodels.layers import pipeline
 from seqmodels.models.language_model import LanguageModel
 from seqmodels.text import Vocabulary
@@ -43,17 +44,47 @@ def build(kinds, dtype, d=5, h=8, dropout=0.0, seed=0):
     return stack
 
 
-def run(stack, on, x, lengths=None, states=None, dstates=None, dout_seed=3):
-    """forward and backward with the pipeline on or off: everything that comes out, and the groups run."""
-    pipeline.set_mode("on" if on else "off")
-    stack.rng = np.random.default_rng(7)                  # the same dropout masks both times
+def walk(stack, x, lengths=None, states=None, dstates=None, dout_seed=3, embedding=None):
+    """The definition the stack must meet: each layer's own forward (batch-first outputs, zero past the
+    lengths, dropout drawn after each layer but the last), then each layer's own backward from the top."""
+    rng = np.random.default_rng(7)
+    n = len(stack.layers)
+    states, dstates = states or (None,) * n, dstates or (None,) * n
     for g in stack.grads.values():
         g[...] = 0
-    h, finals, cache = stack.forward(x, lengths, states)
+    h, finals, caches, masks = x, [], [], []
+    for i, layer in enumerate(stack.layers):
+        extra = {"embedding": embedding} if i == 0 and embedding is not None else {}
+        h, final, cache = layer.forward(h, lengths, states[i], **extra)
+        finals.append(final)
+        caches.append(cache)
+        mask = None
+        if stack.dropout and i < n - 1:
+            mask = dropout_mask(h.shape, stack.dropout, rng, h.dtype)
+            h = h * mask
+        masks.append(mask)
+    d = np.random.default_rng(dout_seed).standard_normal(h.shape).astype(h.dtype)
+    d0 = [None] * n
+    for i in range(n - 1, -1, -1):
+        if masks[i] is not None:
+            d = d * masks[i]
+        d, d0[i] = stack.layers[i].backward(d, caches[i], dstates[i])
+    grads = {k: v.copy() for k, v in stack.grads.items()}
+    return dict(h=h.copy(), finals=tuple(finals), dx=None if d is None else d.copy(), d0=tuple(d0), grads=grads)
+
+
+def run(stack, on, x, lengths=None, states=None, dstates=None, dout_seed=3, embedding=None):
+    """The stack's own forward and backward, the pipeline on or off: everything that comes out, and the
+    groups of layers handed over time-major (with their thread counts)."""
+    pipeline.set_mode("on" if on else "off")
+    stack.rng = np.random.default_rng(7)                  # the walk's dropout masks
+    for g in stack.grads.values():
+        g[...] = 0
+    h, finals, cache = stack.forward(x, lengths, states, embedding=embedding)
     dout = np.random.default_rng(dout_seed).standard_normal(h.shape).astype(h.dtype)
     dx, d0 = stack.backward(dout, cache, dstates)
     grads = {k: v.copy() for k, v in stack.grads.items()}
-    return dict(h=h.copy(), finals=finals, dx=dx.copy(), d0=d0, grads=grads), cache[2]
+    return dict(h=h.copy(), finals=finals, dx=None if dx is None else dx.copy(), d0=d0, grads=grads), cache[2]
 
 
 def flat(s):
@@ -66,7 +97,10 @@ def flat(s):
 
 def assert_same(a, b, rtol, atol):
     np.testing.assert_allclose(b["h"], a["h"], rtol=rtol, atol=atol)
-    np.testing.assert_allclose(b["dx"], a["dx"], rtol=rtol, atol=atol)
+    if a["dx"] is None or b["dx"] is None:
+        assert a["dx"] is None and b["dx"] is None
+    else:
+        np.testing.assert_allclose(b["dx"], a["dx"], rtol=rtol, atol=atol)
     for u, v in zip(flat(a["finals"]), flat(b["finals"]), strict=True):
         np.testing.assert_allclose(v, u, rtol=rtol, atol=atol)
     for u, v in zip(flat(a["d0"]), flat(b["d0"]), strict=True):
@@ -86,12 +120,14 @@ def test_pipelined_stack_equals_layer_by_layer_float64(kind, case, mode, rng):
         lengths = np.array([19, 7, 0, 12])
         states = tuple(random_state(l, 4, rng) for l in stack.layers)
         dstates = tuple(random_state(l, 4, rng) for l in stack.layers)
-    want, groups_off = run(stack, False, x, lengths, states, dstates)
-    got, groups_on = run(stack, True, x, lengths, states, dstates)
-    assert groups_off == [] and [(i, j) for i, j, *_ in groups_on] == [(0, 3)]
-    assert_same(want, got, rtol=1e-11, atol=1e-12)
-    if case == "lengths+states":
-        assert np.all(got["h"][2] == 0) and np.all(got["h"][1, 7:] == 0)   # past each length: zero
+    want = walk(stack, x, lengths, states, dstates)
+    for on in (False, True):
+        got, groups = run(stack, on, x, lengths, states, dstates)
+        assert [(i, j) for i, j, *_ in groups] == [(0, 3)]
+        assert (groups[0][2] > 1) if on else (groups[0][2] == 1)         # side by side, or one after another
+        assert_same(want, got, rtol=1e-11, atol=1e-12)
+        if case == "lengths+states":
+            assert np.all(got["h"][2] == 0) and np.all(got["h"][1, 7:] == 0)   # past each length: zero
 
 
 def test_the_condition_variable_hand_off_gives_the_same(mode, rng, monkeypatch):
@@ -110,7 +146,7 @@ def test_the_condition_variable_hand_off_gives_the_same(mode, rng, monkeypatch):
     monkeypatch.setattr(pipeline.fast_gemm, "count_up", forbidden)
     stack = build(["lstm", "gru-full"], np.float64)
     x = rng.standard_normal((3, 17, 5))
-    want, _ = run(stack, False, x)
+    want = walk(stack, x)
     got, groups = run(stack, True, x)
     assert groups
     assert_same(want, got, rtol=1e-11, atol=1e-12)
@@ -121,10 +157,11 @@ def test_only_runs_of_forward_recurrent_layers_are_pipelined(mode, rng):
                   dropout=0.2)
     x = rng.standard_normal((3, 16, 5))
     lengths = np.array([16, 9, 12])
-    want, _ = run(stack, False, x, lengths)
-    got, groups = run(stack, True, x, lengths)
-    assert [(i, j) for i, j, *_ in groups] == [(2, 4), (6, 8)]
-    assert_same(want, got, rtol=1e-11, atol=1e-12)
+    want = walk(stack, x, lengths)
+    for on in (False, True):
+        got, groups = run(stack, on, x, lengths)
+        assert [(i, j) for i, j, *_ in groups] == [(2, 4), (6, 8)]
+        assert_same(want, got, rtol=1e-11, atol=1e-12)
 
 
 @needs_numba
@@ -137,30 +174,37 @@ def test_pipelined_stack_on_the_compiled_loops_float32(kind, mode, rng, monkeypa
     x = rng.standard_normal((5, 40, 5)).astype(np.float32)
     lengths = np.array([40, 33, 40, 8, 21])
     with blas.blas_threads(2):
-        want, _ = run(stack, False, x, lengths)
-        n_seq = len(calls)
+        want = walk(stack, x, lengths)
+        assert len(calls) == 2 * 2                            # one compiled call per layer and direction
+        one_by_one, groups = run(stack, False, x, lengths)
+        assert groups[0][2] == 1 and len(calls) == 2 * 2 * 2
         got, groups = run(stack, True, x, lengths)
     assert groups and groups[0][2] == 2                       # two threads
     # each layer's loops ran compiled, one call per chunk and direction
-    assert len(calls) - n_seq == 2 * 2 * (len(pipeline.chunk_bounds(40)) - 1)
+    assert len(calls) - 8 == 2 * 2 * (len(pipeline.chunk_bounds(40)) - 1)
+    assert_same(want, one_by_one, rtol=2e-4, atol=2e-5)
     assert_same(want, got, rtol=2e-4, atol=2e-5)
 
 
-def test_language_model_training_step_is_the_same_pipelined(mode):
+def test_language_model_training_step_is_the_same_handed_over_and_pipelined(mode, monkeypatch):
     vocab = Vocabulary(list("abcdefgh"), level="char")
     ids = np.random.default_rng(0).integers(3, len(vocab), size=(4, 25))
     results = []
-    for on in (False, True):
+    for how in ("layer by layer", "off", "on"):
         lm = LanguageModel(vocab, "lstm", hidden_size=12, num_layers=3, embedding_dim=6, seed=0,
                            dtype=np.float64)
-        pipeline.set_mode("on" if on else "off")
-        lm.zero_grad()
-        loss, _ = lm.train_batch((ids[:, :-1], ids[:, 1:]))
+        with monkeypatch.context() as patch:
+            if how == "layer by layer":                       # no groups: every layer on its own
+                patch.setattr(sm.Stack, "_group_end", lambda self, i: i + 1)
+            pipeline.set_mode("on" if how == "on" else "off")
+            lm.zero_grad()
+            loss, _ = lm.train_batch((ids[:, :-1], ids[:, 1:]))
         results.append((loss, {k: v.copy() for k, v in lm.grads.items()}))
-    (loss0, g0), (loss1, g1) = results
-    assert loss1 == pytest.approx(loss0, rel=1e-12)
-    for k in g0:
-        np.testing.assert_allclose(g1[k], g0[k], rtol=1e-10, atol=1e-12, err_msg=k)
+    loss0, g0 = results[0]
+    for loss1, g1 in results[1:]:
+        assert loss1 == pytest.approx(loss0, rel=1e-12)
+        for k in g0:
+            np.testing.assert_allclose(g1[k], g0[k], rtol=1e-10, atol=1e-12, err_msg=k)
 
 
 def test_a_failing_thread_raises_its_own_error_and_nothing_hangs(mode, rng, monkeypatch):
@@ -181,7 +225,7 @@ def test_a_failing_thread_raises_its_own_error_and_nothing_hangs(mode, rng, monk
     with pytest.raises(FloatingPointError, match="boom"):
         stack.forward(x)
     monkeypatch.setattr(cell, "forward_loop", real)          # and the next run works
-    want, _ = run(stack, False, x)
+    want = walk(stack, x)
     got, _ = run(stack, True, x)
     assert_same(want, got, rtol=1e-11, atol=1e-12)
 
@@ -214,21 +258,9 @@ def test_token_ids_at_the_bottom_one_hot_or_through_a_folded_embedding(embedded,
     ids = rng.integers(0, V, size=(4, 18))
     lengths = np.array([18, 5, 11, 18])
     E = rng.standard_normal((V, 6)) if embedded else None
-    results = []
+    want = walk(stack, ids, lengths, embedding=E)
+    assert (want["dx"] is not None) == embedded                        # dE, or nothing for one-hot ids
     for on in (False, True):
-        pipeline.set_mode("on" if on else "off")
-        for g in stack.grads.values():
-            g[...] = 0
-        h, _, cache = stack.forward(ids, lengths, embedding=E)
-        dx, _ = stack.backward(np.random.default_rng(5).standard_normal(h.shape), cache)
-        results.append((h.copy(), None if dx is None else dx.copy(), {k: v.copy() for k, v in stack.grads.items()},
-                        cache[2]))
-    (h0, dx0, g0, groups0), (h1, dx1, g1, groups1) = results
-    assert not groups0 and groups1
-    np.testing.assert_allclose(h1, h0, rtol=1e-11, atol=1e-12)
-    if embedded:
-        np.testing.assert_allclose(dx1, dx0, rtol=1e-11, atol=1e-12)     # the embedding's gradient
-    else:
-        assert dx0 is None and dx1 is None
-    for k in g0:
-        np.testing.assert_allclose(g1[k], g0[k], rtol=1e-11, atol=1e-12, err_msg=k)
+        got, groups = run(stack, on, ids, lengths, embedding=E)
+        assert [(i, j) for i, j, *_ in groups] == [(0, 3)]
+        assert_same(want, got, rtol=1e-11, atol=1e-12)
