@@ -9,9 +9,10 @@ The step (see benchmarks/common.py): embedding -> L recurrent layers -> linear -
 backward -> clip (global norm 5) -> Adam, the state carried from window to window, float32, both
 frameworks built with the same sizes. Each row warms both up, then times them in turns, repeat by
 repeat, with a pause between them (OpenBLAS's worker threads spin for a while after each call and
-would slow a PyTorch region started meanwhile); a repeat is as many steps as make the slower framework
-take ~0.3 s (``--seconds``), so that it measures training step after step rather than the first step
-after a pause (slower for both: the CPUs come back from idle); medians are reported.
+would slow a PyTorch region started meanwhile); a repeat is one untimed step, then as many timed steps
+as make the slower framework take ~0.3 s (``--seconds``), so that it measures training step after step
+rather than the first step after a pause (slower for both: the CPUs come back from idle, the caches
+hold the other framework's data); medians are reported.
 
 Columns: ms per step for each framework, ``speed`` = PyTorch time / seqmodels time (> 1: seqmodels is
 faster), seqmodels' GEMM rate, and the physical limit — the step's GEMM FLOPs over the best GEMM rate

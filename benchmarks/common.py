@@ -179,15 +179,16 @@ def make_step(framework: str, cell: str, cfg: Config, seed: int = 0):
 
 
 def alternate(runners: dict, repeats: int, seconds: float = 0.3, warmup: int = 2,
-              pause: float = 0.2) -> tuple[int, dict]:
+              pause: float = 0.2, lead: int = 1) -> tuple[int, dict]:
     """Time the runners in turns, repeat by repeat, each repeat ``steps`` calls long.
 
     ``steps`` is the same for every runner: enough calls that the slower one's repeat lasts about
     ``seconds`` (at least 2), from the last warm-up call's time. A repeat measures training as it runs,
-    step after step: the first calls after a pause are slower for both frameworks (the CPUs come back
-    from idle), a cost paid once per pause, which a longer repeat spreads out. A pause between runners
-    lets OpenBLAS's spinning worker threads go to sleep before the other framework starts.
-    Returns (steps, name -> list of seconds per call, one entry per repeat).
+    step after step: the first call after a pause is slower for both frameworks (the CPUs come back
+    from idle, the caches hold the other framework's data), a cost a training run pays once, not per
+    step, so each repeat starts with ``lead`` untimed calls. A pause between runners lets OpenBLAS's
+    spinning worker threads go to sleep before the other framework starts.
+    Returns (steps, name -> list of seconds per timed call, one entry per repeat).
     """
     slowest = 0.0
     for fn in runners.values():
@@ -201,6 +202,8 @@ def alternate(runners: dict, repeats: int, seconds: float = 0.3, warmup: int = 2
     for _ in range(repeats):
         for name, fn in runners.items():
             time.sleep(pause)
+            for _ in range(lead):
+                fn()
             t0 = time.perf_counter()
             for _ in range(steps):
                 fn()

@@ -1,0 +1,25 @@
+"""The benchmark's timing method (``benchmarks/common.alternate``): the runners take turns, every repeat
+of every runner times the same number of calls, after the warm-up calls and ``lead`` untimed calls."""
+
+import time
+
+from benchmarks.common import alternate
+
+
+def test_alternate_times_the_same_steps_for_each_runner_after_untimed_lead_calls():
+    calls = []
+
+    def runner(name, seconds):
+        def call():
+            calls.append(name)
+            time.sleep(seconds)
+        return call
+
+    steps, times = alternate({"fast": runner("fast", 0.001), "slow": runner("slow", 0.004)}, repeats=3,
+                             seconds=0.02, warmup=2, pause=0.0, lead=1)
+    assert 2 <= steps <= 5                      # ~0.02 s of the slower runner's calls (its last warm-up: >= 4 ms)
+    assert {k: len(v) for k, v in times.items()} == {"fast": 3, "slow": 3}
+    # warm-up: 2 calls each; then per repeat, in turns: 1 untimed + `steps` timed calls of each runner
+    turn = lambda name: [name] * (1 + steps)                   # noqa: E731
+    assert calls == ["fast"] * 2 + ["slow"] * 2 + (turn("fast") + turn("slow")) * 3
+    assert min(times["slow"]) >= 0.004 and sum(times["fast"]) < sum(times["slow"])   # seconds per call
