@@ -18,8 +18,9 @@ Columns: ms per step for each framework, ``speed`` = PyTorch time / seqmodels ti
 faster), seqmodels' GEMM rate, and the physical limit — the step's GEMM FLOPs over the best GEMM rate
 measured in this run with NumPy's BLAS as installed (``bound``) — with the fraction of it reached
 (``of bound``). The variants the notes define and PyTorch cannot run fused (peephole LSTM, the notes'
-GRU) are timed for seqmodels only, against the plain cell in the same run (``vs plain``). Peak RSS
-of a training run (5 steps, in a fresh process per framework) is measured for the LSTM rows.
+GRU) are timed for seqmodels only, in turns with its plain cell (``vs plain``: plain time / variant
+time, above 1: the variant is faster). Peak RSS of a training run (5 steps, in a fresh process per
+framework) is measured for the LSTM rows.
 
 Writes benchmarks/results/train.json (train-quick.json with --quick).
 """
@@ -42,14 +43,20 @@ QUICK = dict(configs=["char128-1", "char512-1"], cells=["lstm", "gru", "rnn"], t
 
 
 def bench_row(cell: str, cfg, repeats: int, pause: float, seconds: float) -> dict:
+    """One row: seqmodels alternated with PyTorch, or a variant PyTorch cannot run alternated with
+    seqmodels' plain cell (``vs plain``: from the same turns, not from another row's)."""
     runners = {"seqmodels": make_step("seqmodels", cell, cfg)}
     if CELLS[cell][2] is not None:
         runners["torch"] = make_step("torch", cell, cfg)
+    elif cell in VARIANT_OF:
+        runners["plain"] = make_step("seqmodels", VARIANT_OF[cell], cfg)
     steps, times = alternate(runners, repeats, seconds=seconds, warmup=2, pause=pause)
     row = {"config": cfg.name, "cell": cell, "steps_per_repeat": steps, "times": times,
            "ms": {k: 1e3 * median(v) for k, v in times.items()}, "flops": train_flops(cell, cfg)}
     if "torch" in row["ms"]:
         row["speed"] = row["ms"]["torch"] / row["ms"]["seqmodels"]
+    if "plain" in row["ms"]:
+        row["vs_plain"] = row["ms"]["plain"] / row["ms"]["seqmodels"]
     return row
 
 
@@ -126,10 +133,6 @@ def main(argv=None) -> int:
                 row["bound_ms"] = row["flops"] / rate * 1e3
                 row["of_bound"] = row["bound_ms"] / row["ms"]["seqmodels"]
                 row["bound_ms_skylakex"] = row["flops"] / (gemm[n]["SkylakeX"]["gflops"] * 1e9) * 1e3
-                base = next((r for r in rows if r["threads"] == n and r["config"] == name
-                             and r["cell"] == VARIANT_OF.get(cell)), None)
-                if base is not None:
-                    row["vs_plain"] = base["ms"]["seqmodels"] / row["ms"]["seqmodels"]
                 rows.append(row)
                 save()
                 print(f"{name:10} {cell:14} {n:>3} {row['ms']['seqmodels']:>8.1f}ms "

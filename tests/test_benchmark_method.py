@@ -1,7 +1,10 @@
-"""The benchmark's timing method (``benchmarks/common.alternate``): the runners take turns, every repeat
-of every runner times the same number of calls, after the warm-up calls and ``lead`` untimed calls."""
+"""The benchmarks' timing (``benchmarks/common.alternate``): the runners take turns, every repeat of every
+runner times the same number of calls, after the warm-up calls and ``lead`` untimed calls; and
+``bench_step.py``'s runs of steps."""
 
 import time
+
+import pytest
 
 from benchmarks.common import alternate
 
@@ -23,3 +26,15 @@ def test_alternate_times_the_same_steps_for_each_runner_after_untimed_lead_calls
     turn = lambda name: [name] * (1 + steps)                   # noqa: E731
     assert calls == ["fast"] * 2 + ["slow"] * 2 + (turn("fast") + turn("slow")) * 3
     assert min(times["slow"]) >= 0.004 and sum(times["fast"]) < sum(times["slow"])   # seconds per call
+
+
+def test_bench_step_times_runs_of_steps_after_a_warm_up_and_names_bad_specs():
+    from benchmarks.bench_step import parse_spec, time_step
+
+    calls = []
+    runs = time_step(lambda: calls.append(1), repeats=4, steps=3, sleep=0.0)
+    assert len(runs) == 4 and len(calls) == 3 + 4 * 3
+    assert parse_spec("rnn:char512-2") == ("rnn", "char512-2")
+    for bad in ("rnn", "lstm:char999", "cnn:char128-1"):
+        with pytest.raises(SystemExit, match="CELL:CONFIG"):
+            parse_spec(bad)

@@ -176,7 +176,8 @@ class LSTMCell(Cell):
         H = self.hidden_size
         flat = dz_all.reshape(-1, 4 * H)
         accel.gemm_add(self.dW[:, :H], flat.T, buf.a[:steps].reshape(-1, H))   # Σ_t dz<t> a<t-1>ᵀ
-        if self.peephole:
+        if self.peephole:                                      # dp_k = Σ_t dzΓk<t> * c<t-1>, k = u, f, o
             c_prev = buf.c[:steps].reshape(-1, H)
-            for name, rows in (("p_u", slice(0, H)), ("p_f", slice(H, 2 * H)), ("p_o", slice(2 * H, 3 * H))):
-                self.dP[name] += np.einsum("nh,nh->h", flat[:, rows], c_prev)
+            dp = np.einsum("nkh,nh->kh", flat.reshape(-1, 4, H)[:, :3], c_prev)   # one pass over c<t-1>
+            for k, name in enumerate(("p_u", "p_f", "p_o")):
+                self.dP[name] += dp[k]
