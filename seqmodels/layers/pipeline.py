@@ -1,4 +1,4 @@
-"""Stacked recurrent layers run side by side on the cores, one slice of time after another.
+"""Stacked recurrent layers handed over time-major: one after another, or side by side on the cores.
 
 Layer l at step t reads layer l-1's output at step t and its own state at step t-1, nothing else. Cut
 the time axis into K chunks and layer l can run chunk k while layer l-1 already runs chunk k+1: a
@@ -233,7 +233,7 @@ def backward(layers, caches: list[RecurrentCache], dout, dstates, tmasks, thread
             dz = layer.gate_grads(cache)
             sums = layer.run_backward(cache, carries[l], d, dz)
             if l and run:
-                d = layer.time_major_input_grad(cache, dz)               # the output gradient of the layer below
+                d = layer.time_major_input_grad(cache, dz)         # the output gradient of the layer below
                 if tmasks[l - 1] is not None:
                     d *= tmasks[l - 1]
         dx = layers[0].input_grad(bottom, dz, sums)
