@@ -44,7 +44,6 @@ class Workspace:
     def __init__(self, max_buffers: int = 32):
         self.max_buffers = max_buffers
         self._raw: list[np.ndarray] = []          # 1-D uint8 blocks, most recently used last
-        self._offset: dict[int, int] = {}         # id(block) -> bytes to its first 64-byte boundary
         probe = [np.empty(1, np.uint8)]
         raw = probe[0]
         self._free_refs = _refs(raw)               # held by a list and one local name only: free
@@ -53,7 +52,7 @@ class Workspace:
         """An uninitialised C-contiguous array, on recycled memory when a free block is big enough."""
         dtype = np.dtype(dtype)
         shape = tuple(int(s) for s in (shape if isinstance(shape, (tuple, list)) else (shape,)))
-        need = dtype.itemsize * math.prod(shape)     # (np.prod: ~3 µs a call, and this runs ~100 times a step)
+        need = dtype.itemsize * math.prod(shape)
         best, best_i = None, -1
         for i in range(len(self._raw)):
             raw = self._raw[i]
@@ -63,13 +62,12 @@ class Workspace:
                     best, best_i = raw, i
         if best is None:
             best = np.empty(need + _ALIGN, np.uint8)
-            self._offset[id(best)] = -best.ctypes.data % _ALIGN
         else:
             del self._raw[best_i]
         self._raw.append(best)                    # most recently used last
         while len(self._raw) > self.max_buffers and self._evict():
             pass
-        off = self._offset[id(best)]
+        off = -best.ctypes.data % _ALIGN
         return best[off:off + need].view(dtype).reshape(shape)
 
     def zeros(self, shape, dtype) -> np.ndarray:
@@ -82,7 +80,7 @@ class Workspace:
         for i in range(len(self._raw)):           # oldest first
             raw = self._raw[i]
             if _refs(raw) == self._free_refs:
-                del self._raw[i], self._offset[id(raw)]
+                del self._raw[i]
                 return True
         return False
 
@@ -93,7 +91,6 @@ class Workspace:
     def clear(self) -> None:
         """Forget every block (arrays still in use stay valid: they keep their memory)."""
         self._raw.clear()
-        self._offset.clear()
 
 
 _local = threading.local()
