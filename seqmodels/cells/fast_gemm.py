@@ -46,7 +46,7 @@ try:
     from numba.core import cgutils
     from numba.extending import intrinsic, overload
 
-    from ..core.atomics import SPIN_BEFORE_YIELD, count_up, spin_until, wait_count
+    from ..core.atomics import SPIN_BEFORE_YIELD
     from ..core.atomics import atomic_add as _atomic_add, atomic_load as _atomic_load, sched_yield as _sched_yield
 except ImportError:          # importable without numba (documentation); only fast_kernels calls in
     ir = None
@@ -61,7 +61,7 @@ except ImportError:          # importable without numba (documentation); only fa
         return lambda f: f
 
 __all__ = ["MR", "KC", "PACK_MIN_STEPS", "panel_width", "pack", "gemm_packed", "gemm", "gemm_blocks", "from_row",
-           "operand", "split", "share", "barrier", "wait_count", "spin_until", "count_up", "parts_for", "plan",
+           "operand", "split", "share", "barrier", "parts_for", "plan",
            "run_parts", "gemm_functions"]
 
 MR = 8          # rows of C per register block

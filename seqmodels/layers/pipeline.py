@@ -50,7 +50,7 @@ import threading
 
 import numpy as np
 
-from ..cells import fast, fast_gemm
+from ..cells import fast
 from ..core import accel, blas, workspace
 from ..core.errors import ConfigError
 from .recurrent import Recurrent, RecurrentCache, _time_major
@@ -111,6 +111,9 @@ class _Progress:
         self.counts = np.zeros(layers + 1, np.int64)        # the last slot: set when a thread failed
         self.error: BaseException | None = None
         self.spin = fast.is_enabled() and fast.available()
+        if self.spin:                                       # (numba is there: the compiled counters are)
+            from ..core import atomics
+            self._wait, self._up = atomics.wait_count, atomics.count_up
         self.cond = threading.Condition()
 
     def _addr(self, slot: int) -> int:
@@ -118,7 +121,7 @@ class _Progress:
 
     def wait(self, layer: int, chunks: int) -> None:
         if self.spin:
-            if not fast_gemm.wait_count(self._addr(layer), chunks, self._addr(-1)):
+            if not self._wait(self._addr(layer), chunks, self._addr(-1)):
                 raise _Stopped
             return
         with self.cond:
@@ -128,7 +131,7 @@ class _Progress:
 
     def done(self, layer: int) -> None:
         if self.spin:
-            fast_gemm.count_up(self._addr(layer))
+            self._up(self._addr(layer))
             return
         with self.cond:
             self.counts[layer] += 1
@@ -138,7 +141,7 @@ class _Progress:
         if self.error is None:
             self.error = error
         if self.spin:
-            fast_gemm.count_up(self._addr(-1))
+            self._up(self._addr(-1))
             return
         with self.cond:
             self.counts[-1] = 1
