@@ -460,8 +460,8 @@ ROWS_MIN = MR
 ROWS_WEIGHTS_MAX = 4 << 20
 
 
-def _run_part(lo, hi, loop, args, parts, by_rows, bar):
-    return loop(*args, lo, parts, by_rows, bar.ctypes.data)
+def _run_part(part, loop, args, parts, by_rows, bar):
+    return loop(*args, part, parts, by_rows, bar.ctypes.data)
 
 
 def run_parts(loop, args: tuple, parts: int, by_rows: bool = False) -> None:
@@ -471,7 +471,7 @@ def run_parts(loop, args: tuple, parts: int, by_rows: bool = False) -> None:
     if parts == 1:
         loop(*args, 0, 1, False, bar.ctypes.data)
     else:
-        accel.parallel_for(parts, _run_part, loop, args, parts, by_rows, bar, cost=accel.PARALLEL_MIN)
+        accel.on_threads(parts, _run_part, loop, args, parts, by_rows, bar)    # all at once: the barrier needs it
     if bar[2]:
         raise RuntimeError(f"a thread of a {parts}-thread recurrent loop never reached its barrier; "
                            "run with one BLAS thread (seqmodels.core.blas.set_num_threads(1)) to avoid it")

@@ -155,16 +155,18 @@ def owns_threads() -> bool:
     return own is not None and own > 1 and not in_part()
 
 
-def parallel_for(n: int, fn, *args, cost: int | None = None, with_part: bool = False) -> list:
+def parallel_for(n: int, fn, *args, cost: int | None = None, with_part: bool = False,
+                 parts: int | None = None) -> list:
     """``fn(lo, hi, *args)`` over ``[0, n)`` cut into one slice per thread; returns their results.
 
     ``fn`` must release the GIL (a ``nogil`` compiled kernel) and write disjoint parts of its
     outputs for disjoint ranges. The calling thread runs the first slice itself; work of fewer than
     ``PARALLEL_MIN`` elements (``cost``, default ``n``) or one thread runs in one call. With
     ``with_part`` the slice's index comes third, ``fn(lo, hi, part, *args)``, for per-thread partial
-    results (``part < parts_for(n, cost)``).
+    results (``part < parts_for(n, cost)``, or ``parts`` when the caller counted them already: its
+    per-part buffers then have exactly that many rows, whatever the thread count is by now).
     """
-    k = parts_for(n, cost)
+    k = parts_for(n, cost) if parts is None else parts
     bounds = [n * i // k for i in range(k + 1)]
     return _on_threads(fn, [(bounds[i], bounds[i + 1], *((i,) if with_part else ()), *args) for i in range(k)])
 

@@ -361,7 +361,7 @@ def softmax_xent_rows(z: np.ndarray, y: np.ndarray, scale: float = 1.0, bias=Non
         db = np.zeros((k, V) if dbias is not None else (1, 0), z.dtype)
         parts = accel.parallel_for(n, kernels.softmax_xent_rows, np.ascontiguousarray(z), b,
                                    y.astype(np.intp, copy=False), p, z.dtype.type(scale), db,
-                                   cost=z.size, with_part=True)
+                                   with_part=True, parts=k)
         if dbias is not None:
             dbias += db.sum(axis=0)
         return float(sum(parts)) * scale, p
