@@ -115,6 +115,9 @@ class Team:
         k = len(calls) - 1
         if k > self.workers or not self._busy.acquire(blocking=False):
             return None
+        if self._closed:                                   # (closed while we waited: the caller goes elsewhere)
+            self._busy.release()
+            return None
         try:
             for i, c in enumerate(calls[1:]):
                 self._calls[i] = (fn, c)
@@ -137,8 +140,8 @@ class Team:
         return [first] + [value for _, value in rest]
 
     def close(self) -> None:
-        """Stop the workers (they finish the task they run)."""
-        with self._cond:
+        """Stop the workers once the run in progress, if any, has returned; a later :meth:`run` returns None."""
+        with self._busy, self._cond:
             self._closed = True
             self._state[:, _POSTED] += 1
             self._cond.notify_all()

@@ -177,3 +177,28 @@ def test_command_line_threads_are_seqmodels_own(monkeypatch):
         assert not accel.owns_threads()
     finally:
         accel.set_threads(before)
+
+
+def test_closing_a_team_waits_for_the_run_in_progress_and_later_runs_go_elsewhere():
+    pytest.importorskip("numba")
+    from seqmodels.core.team import Team
+
+    team = Team(1, lambda fn, *a: fn(*a))
+    release, results = threading.Event(), []
+    holder = threading.Thread(target=lambda: results.append(team.run(lambda i: release.wait(5) and i,
+                                                                     [(0,), (1,)])))
+    holder.start()
+    while not team._busy.locked():
+        pass
+    closer = threading.Thread(target=team.close)
+    closer.start()
+    closer.join(0.2)
+    assert closer.is_alive()                                 # close waits for the run in progress ...
+    release.set()
+    holder.join(5)
+    closer.join(5)
+    assert results == [[0, 1]] and not closer.is_alive()     # ... which finished on both threads
+    assert team.run(lambda i: i, [(0,), (1,)]) is None       # closed: the caller runs its calls elsewhere
+    for t in team._threads:
+        t.join(5)
+        assert not t.is_alive()
