@@ -229,10 +229,10 @@ def backward(layers, caches: list[RecurrentCache], dout, dstates, tmasks, thread
     bottom = caches[0]
     run = bottom.run
     if threads == 1:                                               # one layer after another, whole runs
-        d = layers[top].time_major_grad(dout, caches[top]) if run else None
+        d = layers[top].time_major_grad(dout, caches[top])
         for l in range(top, -1, -1):
             layer, cache = layers[l], caches[l]
-            dz = None                                              # (the layer above's: free for this one)
+            dz = None                            # released first, so the workspace can hand its memory out again
             dz = layer.gate_grads(cache)
             sums = layer.run_backward(cache, carries[l], d, dz)
             if l and run:

@@ -278,7 +278,7 @@ class Recurrent(Layer):
         """
         carry = self.carry(cache, dstate)
         dz = self.gate_grads(cache)
-        sums = self.run_backward(cache, carry, self.time_major_grad(dout, cache) if cache.run else None, dz)
+        sums = self.run_backward(cache, carry, self.time_major_grad(dout, cache), dz)
         return self.input_grad(cache, dz, sums), self.initial_grad(cache, carry)
 
     def run_backward(self, cache: RecurrentCache, carry: list, dout_t, dz: np.ndarray):

@@ -98,3 +98,11 @@ def test_params_assignment_checks_shape(lstm):
         lstm.params["W_f"] = np.zeros((7, 4))
     with pytest.raises(KeyError, match="no parameter named 'W_z'"):
         lstm.params["W_z"] = np.zeros((4, 7))
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+def test_a_wrong_dout_is_refused_even_when_every_length_is_zero(stacked):
+    layer = sm.Stack([sm.LSTM(3, 4), sm.LSTM(4, 4)]) if stacked else sm.LSTM(3, 4)
+    _, _, cache = layer.forward(np.ones((2, 5, 3), np.float32), lengths=np.array([0, 0]))
+    with pytest.raises(ShapeError, match=r"dout: expected shape \(2, 5, 4\)"):
+        layer.backward(np.ones((7, 7, 7), np.float32), cache)
