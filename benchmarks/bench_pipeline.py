@@ -20,9 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import CELLS, CONFIGS, SeqmodelsStep, set_threads  # noqa: E402  (seqmodels before NumPy)
 import numpy as np  # noqa: E402
-
-from benchmarks.common import CELLS, CONFIGS, SeqmodelsStep, set_threads  # noqa: E402
 from seqmodels.layers import pipeline  # noqa: E402
 
 
@@ -43,7 +42,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args(argv)
-    set_threads(args.threads, torch_too=False)
+    set_threads(args.threads, torch_too=False, own=False)   # NumPy's BLAS on --threads, as it prints
     step = SeqmodelsStep(args.cell, CONFIGS[args.config])
     stack, x = step.model.rnn, step.batches[0][0]
     E = step.model.embedding.params["W_e"]

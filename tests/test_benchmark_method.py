@@ -25,7 +25,7 @@ def test_alternate_times_the_same_steps_for_each_runner_after_untimed_lead_calls
     # warm-up: 2 calls each; then per repeat, in turns: 1 untimed + `steps` timed calls of each runner
     turn = lambda name: [name] * (1 + steps)                   # noqa: E731
     assert calls == ["fast"] * 2 + ["slow"] * 2 + (turn("fast") + turn("slow")) * 3
-    assert min(times["slow"]) >= 0.004 and sum(times["fast"]) < sum(times["slow"])   # seconds per call
+    assert min(times["slow"]) >= 0.004 and min(times["fast"]) >= 0.001   # seconds per call (a sleep: at least)
 
 
 def test_bench_step_times_runs_of_steps_after_a_warm_up_and_names_bad_specs():
