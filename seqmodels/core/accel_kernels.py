@@ -181,3 +181,23 @@ def scatter_add_rows(lo, hi, target, idx, values):
         for j in range(t.shape[0]):
             t[j] += v[j]
     return 0
+
+
+@njit(**_JIT)
+def fill_zero(lo, hi, x):
+    """``x[lo:hi] = 0`` (x 1-D): a gradient cleared by several threads at once."""
+    x[lo:hi] = 0
+    return 0
+
+
+# float64 sums of float32 squares may be reordered (vectorised): the order changes the result by a few
+# float64 ulp, far below float32's, and NaN and inf still propagate (no "nnan"/"ninf" flags).
+@njit(nogil=True, cache=True, error_model="numpy", fastmath={"reassoc", "nsz", "contract"})
+def sum_squares(lo, hi, x):
+    """``Σ x[lo:hi]²`` of float32 elements, accumulated in float64 (no float32 overflow of big squares)."""
+    w = x[lo:hi]
+    s = 0.0
+    for j in range(w.shape[0]):
+        v = np.float64(w[j])
+        s += v * v
+    return s

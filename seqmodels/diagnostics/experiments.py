@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..core import accel
 from ..core.errors import ConfigError, check_choice, check_positive_int, check_probability
 from ..core.functional import softmax_cross_entropy
 from ..core.init import as_generator
@@ -134,8 +135,7 @@ class AgreementModel:
         return self.train(False)
 
     def zero_grad(self) -> None:
-        for g in self.grads.values():
-            g.fill(0)
+        accel.zero(self.grads.values())
 
     def num_parameters(self) -> int:
         return int(sum(p.size for p in self.params.values()))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core import accel
 from ..core.errors import DTypeError, NonFiniteError, ShapeError
 from ..core.params import ParamDict
 
@@ -37,8 +38,7 @@ class Layer:
 
     def zero_grad(self) -> None:
         """Set every gradient to zero in place (backward accumulates)."""
-        for g in self.grads.values():
-            g.fill(0)
+        accel.zero(self.grads.values())
 
     def children(self) -> dict[str, "Layer"]:
         """Sub-layers by name (empty for leaf layers)."""

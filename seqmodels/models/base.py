@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..core import accel
 from ..core.errors import CheckpointError
 from ..core.params import ParamDict
 from ..io.checkpoint import check_arrays, load_checkpoint, save_checkpoint
@@ -38,8 +39,7 @@ class Model:
         self.training = True
 
     def zero_grad(self) -> None:
-        for g in self.grads.values():
-            g.fill(0)
+        accel.zero(self.grads.values())
 
     def train(self, mode: bool = True) -> "Model":
         self.training = mode

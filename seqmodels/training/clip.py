@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from seqmodels.core import accel
 from seqmodels.core.errors import ConfigError, DTypeError, check_choice
 
 __all__ = ["ClipStats", "global_norm", "clip_by_value", "clip_by_global_norm", "clip", "CLIP_MODES"]
@@ -69,6 +70,10 @@ def _sum_squares(arrays: list[np.ndarray], scale: float = 1.0) -> float:
     total = 0.0
     for a in arrays:
         x = a.ravel()
+        kernels = accel.kernels(x.dtype) if x.dtype == np.float32 and scale == 1.0 else None
+        if kernels is not None:                         # float64 sums of squares, on every thread at once
+            total += sum(accel.parallel_for(x.size, kernels.sum_squares, x))
+            continue
         if x.dtype == np.float32 and scale == 1.0:     # no float64 copy of every gradient (12 MB/step at H=512)
             for i in range(0, x.size, _CHUNK):
                 c = x[i:i + _CHUNK]

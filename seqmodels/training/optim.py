@@ -137,8 +137,7 @@ class Optimizer:
     # -- the update
     def zero_grad(self) -> None:
         """Fill every gradient array with zeros, in place."""
-        for k in self._keys:
-            self._grads[k].fill(0.0)
+        accel.zero(self._grads[k] for k in self._keys)
 
     def step(self) -> None:
         """Apply one update to every parameter, in place (``step_count`` += 1 first)."""

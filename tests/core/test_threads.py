@@ -202,3 +202,21 @@ def test_closing_a_team_waits_for_the_run_in_progress_and_later_runs_go_elsewher
     for t in team._threads:
         t.join(5)
         assert not t.is_alive()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_zero_clears_every_array_whole(threads, rng):
+    """accel.zero: big contiguous arrays cut over the threads (every slice cleared, nothing past them touched),
+    small and strided ones in one call; float64 and float32 alike."""
+    before = accel.set_threads(threads)
+    try:
+        base = rng.standard_normal(3 * accel.PARALLEL_MIN + 7).astype(np.float32)
+        big = base[: base.size - 5]                                   # a view: the last 5 stay as they were
+        small = rng.standard_normal((3, 4))
+        strided = rng.standard_normal((accel.PARALLEL_MIN, 4))[:, ::2]
+        tail = base[-5:].copy()
+        accel.zero([big, small, strided])
+        assert not big.any() and not small.any() and not strided.any()
+        np.testing.assert_array_equal(base[-5:], tail)
+    finally:
+        accel.set_threads(before)

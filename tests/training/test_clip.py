@@ -163,3 +163,28 @@ def test_float32_norm_is_accurate_and_handles_huge_values():
     exact = np.sqrt(sum(float((a.astype(np.float64) ** 2).sum()) for a in g))
     assert global_norm(g) == pytest.approx(exact, rel=1e-6)
     assert global_norm([np.array([3e20, 4e20], np.float32)]) == pytest.approx(5e20, rel=1e-6)   # squares beyond float32
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("compiled", [True, False])
+def test_float32_norm_same_on_every_path(threads, compiled):
+    """The compiled float64 sum of squares (split over seqmodels' threads when big) and the NumPy dots give
+    the exact norm to float32 accuracy or better; NaN and inf still come through."""
+    from seqmodels.cells import fast
+    from seqmodels.core import accel
+    if compiled and accel.kernels(np.float32) is None:
+        pytest.skip("numba not installed: the compiled path does not exist")
+    rng = np.random.default_rng(4)
+    g = {"W": rng.standard_normal(1_000_003).astype(np.float32) * 3, "b": rng.standard_normal(17).astype(np.float32)}
+    exact = np.sqrt(sum(float((a.astype(np.float64) ** 2).sum()) for a in g.values()))
+    before = accel.set_threads(threads)
+    try:
+        with fast.enabled(compiled):
+            assert global_norm(g) == pytest.approx(exact, rel=1e-7 if compiled else 1e-6)
+            assert global_norm([np.array([3e20, 4e20], np.float32)]) == pytest.approx(5e20, rel=1e-6)
+            g["W"][500_000] = np.inf
+            assert global_norm(g) == np.inf
+            g["W"][7] = np.nan
+            assert np.isnan(global_norm(g))
+    finally:
+        accel.set_threads(before)
