@@ -24,10 +24,12 @@ against them.
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import numpy as np
 
 from ..core import workspace
+from . import fast
 
 
 def sigmoid_(x: np.ndarray) -> np.ndarray:
@@ -60,14 +62,33 @@ def recur(a_prev: np.ndarray, W_h: np.ndarray | None):
     return a_prev @ W_h.T
 
 
-def packed_transpose(W_h: np.ndarray, halve: int = 0) -> np.ndarray:
+class TransposedRows(NamedTuple):
+    """``Wᵀ`` with its first ``halve`` columns halved, not copied yet: the compiled loops pack it straight
+    from the rows of ``W`` (:func:`seqmodels.cells.fast_gemm.operand_of_rows`), one pass instead of the
+    transposing copy and the packing."""
+
+    W: np.ndarray
+    halve: int = 0
+
+    @property
+    def shape(self) -> tuple:
+        return self.W.shape[::-1]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.W.dtype
+
+
+def packed_transpose(W_h: np.ndarray, halve: int = 0, lazy: bool = False):
     """``W_hᵀ`` as a C-contiguous (H, G*H) copy, its first ``halve`` columns halved (exact: a power of 2).
 
     ``a @ W_hᵀ`` with a contiguous right operand runs OpenBLAS's fastest path for the small per-step
     GEMM (about 1.4x the rate with the transposed view). Halving the sigmoid gates' columns makes the
     product ``z/2`` for them, so ``σ(z) = (1 + tanh(z/2)) / 2`` needs one ``tanh`` over all gates at
-    once and no separate scaling pass.
+    once and no separate scaling pass. ``lazy``: a :class:`TransposedRows` for the compiled loops instead.
     """
+    if lazy:
+        return TransposedRows(W_h, halve)
     out = workspace.transposed(W_h)
     if halve:
         out[:, :halve] *= 0.5
@@ -179,9 +200,14 @@ class Cell:
         return slice(i * H, (i + 1) * H)
 
     # ----------------------------------------------------------- reference loops (one step at a time)
-    def pack(self, W_h: np.ndarray) -> tuple:
-        """The recurrent weights as :meth:`forward_loop` reads them (default: ``W_h`` as it is)."""
+    def pack(self, W_h: np.ndarray, lazy: bool = False) -> tuple:
+        """The recurrent weights as :meth:`forward_loop` reads them (default: ``W_h`` as it is); ``lazy``:
+        the transposes as :class:`TransposedRows`, for the compiled loops alone (see :meth:`packed_for`)."""
         return (W_h,)
+
+    def packed_for(self, W_h: np.ndarray, dtype) -> tuple:
+        """:meth:`pack` for a loop over arrays of ``dtype``: lazy when the compiled loops will run it."""
+        return self.pack(W_h, lazy=fast.compiled(dtype) is not None)
 
     def forward_loop(self, buf, W_h: np.ndarray, sizes: np.ndarray, packed: tuple | None = None) -> None:
         """All steps forward; ``buf.G`` holds ``(W_x x<t> + b) * gate_scale`` on entry.

@@ -25,7 +25,9 @@ import math
 import numpy as np
 
 from ..core.accel_kernels import exp_parts32, fma
-from .fast_gemm import barrier, from_row, gemm_blocks, gemm_functions, operand, plan, run_parts, share
+from .base import TransposedRows
+from .fast_gemm import (barrier, from_row, gemm_blocks, gemm_functions, operand, operand_of_rows, plan, run_parts,
+                        share)
 
 try:
     import numba
@@ -177,12 +179,18 @@ def _plan(buf, hidden, batch, steps, dtype, gates) -> tuple[int, bool]:
     return (1, False) if getattr(buf, "memo", None) is not None else plan(hidden, batch, steps, dtype, gates)
 
 
+def _pack(W, steps, blocks):
+    if isinstance(W, TransposedRows):                  # packed from W's rows, transposed on the way
+        return operand_of_rows(W.W, steps, blocks, W.halve)
+    return operand(W, steps, blocks)
+
+
 def _operand(buf, key, W, steps, blocks=1):
     memo = getattr(buf, "memo", None)
     if memo is None:
-        return operand(W, steps, blocks)
+        return _pack(W, steps, blocks)
     if key not in memo:
-        memo[key] = operand(W, memo["steps"], blocks)
+        memo[key] = _pack(W, memo["steps"], blocks)
     return memo[key]
 
 

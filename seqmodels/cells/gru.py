@@ -123,17 +123,17 @@ class GRUCell(Cell):
         return (da_prev,)
 
     # ------------------------------------------------------------------ all steps
-    def pack(self, W_h: np.ndarray) -> tuple:
+    def pack(self, W_h: np.ndarray, lazy: bool = False) -> tuple:
         H, S = self.hidden_size, self.sigmoid_gates           # Γu (, Γr): their inputs arrive halved
         if S == 2 and not self.reset_after:                   # two products per step: [Γu, Γr], then c~
-            return packed_transpose(W_h[:2 * H], 2 * H), packed_transpose(W_h[2 * H:])
-        return packed_transpose(W_h, S * H), None
+            return packed_transpose(W_h[:2 * H], 2 * H, lazy), packed_transpose(W_h[2 * H:], 0, lazy)
+        return packed_transpose(W_h, S * H, lazy), None
 
     def forward_loop(self, buf, W_h: np.ndarray, sizes: np.ndarray, packed: tuple | None = None) -> None:
         H = self.hidden_size
         S = self.sigmoid_gates
         notes = S == 2 and not self.reset_after
-        WhT, WcT = packed or self.pack(W_h)
+        WhT, WcT = packed or self.packed_for(W_h, buf.G.dtype)
         if fast.run("gru_forward", self, buf, WhT, sizes, WcT):
             return
         G = buf.G

@@ -92,12 +92,12 @@ class LSTMCell(Cell):
         return dz @ W_h, dc_prev                              # da<t-1> = W_aᵀ dz
 
     # ------------------------------------------------------------------ all steps
-    def pack(self, W_h: np.ndarray) -> tuple:
-        return (packed_transpose(W_h, 3 * self.hidden_size),)  # a @ WhT: W_h a, sigmoid rows halved
+    def pack(self, W_h: np.ndarray, lazy: bool = False) -> tuple:
+        return (packed_transpose(W_h, 3 * self.hidden_size, lazy),)   # a @ WhT: W_h a, sigmoid rows halved
 
     def forward_loop(self, buf, W_h: np.ndarray, sizes: np.ndarray, packed: tuple | None = None) -> None:
         H = self.hidden_size
-        (WhT,) = packed or self.pack(W_h)
+        (WhT,) = packed or self.packed_for(W_h, buf.G.dtype)
         if fast.run("lstm_forward", self, buf, WhT, sizes):
             return
         G = buf.G                                             # W_x x + b, sigmoid gates halved

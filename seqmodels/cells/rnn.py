@@ -48,11 +48,11 @@ class RNNCell(Cell):
             np.multiply(da, a > 0, out=dz)                # dz = da [z > 0]
         return (dz @ W_h,)                                # da<t-1> = W_aaᵀ dz
 
-    def pack(self, W_h: np.ndarray) -> tuple:
-        return (packed_transpose(W_h),)
+    def pack(self, W_h: np.ndarray, lazy: bool = False) -> tuple:
+        return (packed_transpose(W_h, 0, lazy),)
 
     def forward_loop(self, buf, W_h: np.ndarray, sizes: np.ndarray, packed: tuple | None = None) -> None:
-        (WhT,) = packed or self.pack(W_h)
+        (WhT,) = packed or self.packed_for(W_h, buf.G.dtype)
         if fast.run("rnn_forward", self, buf, WhT, sizes):
             return
         G = buf.G

@@ -199,7 +199,7 @@ def forward(layers, x, lengths, states, embedding, masks, threads: int):
     elif run:
         bounds = chunk_bounds(run)
         weights = [layer.projection(c.embedding) for layer, c in zip(layers, caches)]
-        packed = [layer.cell.pack(layer.W_h) for layer in layers]
+        packed = [layer.cell.packed_for(layer.W_h, layer.dtype) for layer in layers]
         memos = [{"steps": run} for _ in layers]
 
         def task(l: int, k: int, progress: _Progress) -> None:
