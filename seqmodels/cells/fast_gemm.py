@@ -313,18 +313,14 @@ def operand(B: np.ndarray, steps: int, blocks: int = 1) -> np.ndarray:
     return out
 
 
-def operand_of_rows(W: np.ndarray, steps: int, blocks: int = 1, halve: int = 0) -> np.ndarray:
-    """:func:`operand` of ``Wᵀ`` with its first ``halve`` columns halved, packed in one pass from the rows of
-    ``W`` (N × K). For a sequence too short to pack: ``Wᵀ`` so scaled, as a contiguous copy (2-D).
+def operand_of_rows(W: np.ndarray, blocks: int = 1, halve: int = 0) -> np.ndarray:
+    """The packing of :func:`operand` for ``Wᵀ`` with its first ``halve`` columns halved, in one pass from the
+    rows of ``W`` (N × K).
 
     The recurrent weights reach the loops this way: the transposing copy and the packing of
     :func:`operand` were two passes (measured, (2048 × 512) float32 on one thread: 1.9 + 1.45 ms).
     """
     N, K = W.shape
-    if steps < PACK_MIN_STEPS:
-        out = workspace.transposed(W)
-        out[:, :halve] *= 0.5
-        return out
     w = N // blocks
     NR = panel_width(W.dtype)
     P = (w + NR - 1) // NR

@@ -25,7 +25,8 @@ import math
 import numpy as np
 
 from ..core.accel_kernels import exp_parts32, fma
-from .base import TransposedRows
+from . import fast_gemm
+from .base import TransposedRows, packed_transpose
 from .fast_gemm import (barrier, from_row, gemm_blocks, gemm_functions, operand, operand_of_rows, plan, run_parts,
                         share)
 
@@ -181,7 +182,9 @@ def _plan(buf, hidden, batch, steps, dtype, gates) -> tuple[int, bool]:
 
 def _pack(W, steps, blocks):
     if isinstance(W, TransposedRows):                  # packed from W's rows, transposed on the way
-        return operand_of_rows(W.W, steps, blocks, W.halve)
+        if steps < fast_gemm.PACK_MIN_STEPS:           # too short to pack: the BLAS on the copy
+            return packed_transpose(W.W, W.halve)
+        return operand_of_rows(W.W, blocks, W.halve)
     return operand(W, steps, blocks)
 
 

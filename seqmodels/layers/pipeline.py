@@ -28,7 +28,7 @@ other over the whole run, each layer's loops as :meth:`Recurrent.forward` runs t
 their gradients handed over as the loops lay them out (sorted rows, time-major: two transposing copies
 less per layer each way than a layer-by-layer walk, whose results they are). Side by side when switched
 on: ``SEQMODELS_PIPELINE=on`` or :func:`set_mode("on") <set_mode>`; it then uses
-NumPy's BLAS's thread count, at least two. Off by default, because it pays only when the second core
+seqmodels' thread count (``accel.threads()``), at least two. Off by default, because it pays only when the second core
 is free, and with OpenBLAS on two threads it is not: after each multi-threaded call OpenBLAS's worker
 spins on its core for ``2^OPENBLAS_THREAD_TIMEOUT`` cycles (seqmodels sets 24, ~7 ms), and a training
 step calls it often enough that the worker held the second core all the time (over 30 char-128 steps
@@ -86,7 +86,7 @@ def eligible(layer) -> bool:
 def threads_for(layers, steps: int) -> int:
     """Threads to run ``layers`` (consecutive stacked layers) over as a pipeline; 1: one after another.
 
-    When on: NumPy's BLAS's thread count, at least 2 and at most one per layer, for two or more eligible
+    When on: seqmodels' thread count (``accel.threads()``), at least 2 and at most one per layer, for two or more eligible
     layers over at least two chunks of steps.
     """
     if _MODE["mode"] == "off" or len(layers) < 2 or steps < 2 * MIN_CHUNK or not all(map(eligible, layers)):

@@ -204,6 +204,15 @@ def test_closing_a_team_waits_for_the_run_in_progress_and_later_runs_go_elsewher
         assert not t.is_alive()
 
 
+def test_split_gemms_cut_the_longer_side_of_the_product(own2):
+    """Rows when C has at least as many rows as columns, else columns: PTB's logits (700 × 10000) and its
+    dx as (200 × 700) by columns, the output layer's weight gradient (10000 × 200) by rows."""
+    assert accel._gemm_cuts(700, 10000, 200)[0] == "cols"
+    assert accel._gemm_cuts(200, 700, 10000)[0] == "cols"
+    assert accel._gemm_cuts(10000, 200, 700)[0] == "rows"
+    assert accel._gemm_cuts(512, 512, 512)[0] == "rows"
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_zero_clears_every_array_whole(threads, rng):
     """accel.zero: big contiguous arrays cut over the threads (every slice cleared, nothing past them touched),
